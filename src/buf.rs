@@ -1,0 +1,223 @@
+//! Byte buffers and the pool they come from.
+//!
+//! An idle connection holds no buffer at all: `Option<Box<Buffer>>` is one
+//! pointer, `None` while idle. When bytes arrive (or must be sent) the
+//! connection takes a buffer from the [`Pool`]; when the buffer empties it
+//! goes back. The pool keeps a bounded number of free buffers, so a burst
+//! of traffic does not pin its peak memory forever.
+
+use std::io::{self, Read};
+
+/// Size of a fresh buffer: one read's worth, and the chunk every pooled
+/// buffer shrinks back to.
+pub const CHUNK: usize = 16 * 1024;
+
+/// A byte queue: `bytes[head..tail]` holds data, `bytes[tail..]` is room
+/// for more. The Vec is kept fully initialised (its `len` is its size) so
+/// a `read` can go straight into the spare room without `unsafe`.
+#[derive(Debug)]
+pub struct Buffer {
+    /// Storage; `bytes.len()` is the buffer's size.
+    bytes: Vec<u8>,
+    /// Start of the unconsumed data.
+    head: usize,
+    /// End of the data; where the next read or append lands.
+    tail: usize,
+}
+
+impl Buffer {
+    /// A buffer of `size` zeroed bytes.
+    fn with_size(size: usize) -> Buffer {
+        Buffer {
+            bytes: vec![0; size],
+            head: 0,
+            tail: 0,
+        }
+    }
+
+    /// The data not yet consumed.
+    pub fn data(&self) -> &[u8] {
+        &self.bytes[self.head..self.tail]
+    }
+
+    /// Bytes of data held.
+    pub fn len(&self) -> usize {
+        self.tail - self.head
+    }
+
+    /// True when no data is held.
+    pub fn is_empty(&self) -> bool {
+        self.head == self.tail
+    }
+
+    /// Drops `n` bytes from the front (they were sent or parsed).
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.head += n.min(self.len());
+        if self.head == self.tail {
+            self.head = 0;
+            self.tail = 0;
+        }
+    }
+
+    /// Appends `data`, growing the storage if it does not fit.
+    pub fn extend(&mut self, data: &[u8]) {
+        self.reserve(data.len());
+        self.bytes[self.tail..self.tail + data.len()].copy_from_slice(data);
+        self.tail += data.len();
+    }
+
+    /// Makes room for `n` more bytes at the tail: first by sliding the data
+    /// to the front, then by growing (doubling) the storage.
+    pub fn reserve(&mut self, n: usize) {
+        if self.bytes.len() - self.tail >= n {
+            return;
+        }
+        if self.head > 0 {
+            self.bytes.copy_within(self.head..self.tail, 0);
+            self.tail -= self.head;
+            self.head = 0;
+        }
+        if self.bytes.len() - self.tail < n {
+            let want = (self.tail + n).next_power_of_two().max(CHUNK);
+            self.bytes.resize(want, 0);
+        }
+    }
+
+    /// Reads once from `src` into the spare room (making `CHUNK` of room
+    /// first if there is little). Returns what `read` returned.
+    pub fn read_from(&mut self, src: &mut impl Read) -> io::Result<usize> {
+        if self.bytes.len() - self.tail < CHUNK / 4 {
+            self.reserve(CHUNK);
+        }
+        let n = src.read(&mut self.bytes[self.tail..])?;
+        self.tail += n;
+        Ok(n)
+    }
+
+    /// Room left before the storage would have to grow or slide.
+    pub fn spare(&self) -> usize {
+        self.bytes.len() - self.tail
+    }
+}
+
+/// A free list of buffers, bounded in count.
+#[derive(Debug)]
+pub struct Pool {
+    /// Buffers ready for reuse, each empty and `CHUNK` bytes. Boxed on
+    /// purpose: a connection holds `Option<Box<Buffer>>`, one word, and
+    /// buffers move between the two without copying their header.
+    #[allow(clippy::vec_box)]
+    free: Vec<Box<Buffer>>,
+    /// Most buffers kept on the free list; the rest are freed.
+    keep: usize,
+}
+
+impl Pool {
+    /// A pool that keeps at most `keep` free buffers.
+    pub fn new(keep: usize) -> Pool {
+        Pool {
+            free: Vec::new(),
+            keep,
+        }
+    }
+
+    /// An empty buffer: a pooled one if any, else a new one.
+    pub fn get(&mut self) -> Box<Buffer> {
+        self.free
+            .pop()
+            .unwrap_or_else(|| Box::new(Buffer::with_size(CHUNK)))
+    }
+
+    /// Returns a buffer. A buffer that grew past `CHUNK` is shrunk back,
+    /// and past `keep` free buffers it is simply freed.
+    pub fn put(&mut self, mut buf: Box<Buffer>) {
+        if self.free.len() >= self.keep {
+            return;
+        }
+        buf.head = 0;
+        buf.tail = 0;
+        if buf.bytes.len() != CHUNK {
+            buf.bytes.truncate(CHUNK);
+            buf.bytes.shrink_to_fit();
+        }
+        self.free.push(buf);
+    }
+
+    /// Gives `slot`'s buffer back if it is empty, leaving `None`: the rule
+    /// that keeps idle connections free of buffers.
+    pub fn release_if_empty(&mut self, slot: &mut Option<Box<Buffer>>) {
+        if slot.as_ref().is_some_and(|b| b.is_empty())
+            && let Some(buf) = slot.take()
+        {
+            self.put(buf);
+        }
+    }
+
+    /// Free buffers held right now.
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extend_consume_and_slide() {
+        let mut pool = Pool::new(4);
+        let mut b = pool.get();
+        b.extend(b"hello world");
+        b.consume(6);
+        assert_eq!(b.data(), b"world");
+        b.consume(5);
+        assert!(b.is_empty());
+        assert_eq!(b.spare(), CHUNK, "an emptied buffer rewinds to the front");
+    }
+
+    #[test]
+    fn grows_past_chunk_and_shrinks_on_return() {
+        let mut pool = Pool::new(4);
+        let mut b = pool.get();
+        let big = vec![7u8; CHUNK * 3 + 5];
+        b.extend(&big);
+        assert_eq!(b.data(), &big[..]);
+        pool.put(b);
+        let b = pool.get();
+        assert!(b.is_empty());
+        assert_eq!(b.spare(), CHUNK);
+    }
+
+    #[test]
+    fn pool_keeps_at_most_keep() {
+        let mut pool = Pool::new(2);
+        let bufs: Vec<_> = (0..5).map(|_| pool.get()).collect();
+        for b in bufs {
+            pool.put(b);
+        }
+        assert_eq!(pool.free_count(), 2);
+    }
+
+    #[test]
+    fn release_if_empty_only_when_empty() {
+        let mut pool = Pool::new(2);
+        let mut slot = Some(pool.get());
+        slot.as_mut().unwrap().extend(b"x");
+        pool.release_if_empty(&mut slot);
+        assert!(slot.is_some());
+        slot.as_mut().unwrap().consume(1);
+        pool.release_if_empty(&mut slot);
+        assert!(slot.is_none());
+        assert_eq!(pool.free_count(), 1);
+    }
+
+    #[test]
+    fn read_from_fills_spare_room() {
+        let mut pool = Pool::new(1);
+        let mut b = pool.get();
+        let mut src: &[u8] = b"abc";
+        assert_eq!(b.read_from(&mut src).unwrap(), 3);
+        assert_eq!(b.data(), b"abc");
+    }
+}

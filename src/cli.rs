@@ -1,0 +1,221 @@
+//! The command line: `reactor serve ...` (and, later, `reactor bench`).
+//! Parsed with clap; every flag maps onto a field of `Config`/`Limits`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Limits};
+
+/// A single-threaded event-loop server on mio, and the tools around it.
+#[derive(Debug, Parser)]
+#[command(name = "reactor", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve greet, echo, UDP echo and chat from one event loop.
+    ///
+    /// With no service flags, every service runs on its loopback default:
+    /// greet 127.0.0.1:12345, echo 127.0.0.1:8080, UDP echo 127.0.0.1:8000,
+    /// chat 127.0.0.1:9000. With any service flag, only the named services
+    /// run.
+    Serve(ServeArgs),
+}
+
+/// Flags of `reactor serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Greet (seed 000): send "Thank you for connecting", then close [default: 127.0.0.1:12345]
+    #[arg(long, value_name = "ADDR")]
+    pub greet: Option<SocketAddr>,
+    /// TCP echo: every byte back, in order [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub echo: Option<SocketAddr>,
+    /// UDP echo: each datagram back to its sender [default: 127.0.0.1:8000]
+    #[arg(long, value_name = "ADDR")]
+    pub udp: Option<SocketAddr>,
+    /// Line chat with rooms (/nick, /join, /who, /rooms, /quit, /help) [default: 127.0.0.1:9000]
+    #[arg(long, value_name = "ADDR")]
+    pub chat: Option<SocketAddr>,
+    /// Echo on a Unix stream socket at PATH (a stale socket file is replaced)
+    #[arg(long, value_name = "PATH")]
+    pub unix: Option<PathBuf>,
+    /// Most open connections; past it a client gets one error line and is closed
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_conns: usize,
+    /// Close a connection idle this long (0: never), e.g. 300, 300s, 5m, 500ms
+    #[arg(long, value_name = "DUR", default_value = "300s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Longest chat line in bytes; a longer one gets an error line and a close
+    #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_size)]
+    pub max_line: usize,
+    /// Echo stops reading a client with this much output unsent
+    #[arg(long, value_name = "BYTES", default_value = "64k", value_parser = parse_size)]
+    pub echo_output_cap: usize,
+    /// A chat member with more than this unsent is dropped at once
+    #[arg(long, value_name = "BYTES", default_value = "1m", value_parser = parse_size)]
+    pub chat_output_hard: usize,
+    /// A chat member above this for --chat-soft-time is dropped
+    #[arg(long, value_name = "BYTES", default_value = "256k", value_parser = parse_size)]
+    pub chat_output_soft: usize,
+    /// How long a chat member may stay above --chat-output-soft
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub chat_soft_time: Duration,
+    /// On SIGINT/SIGTERM, time allowed to flush before closing everything
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// After our last byte, how long to wait for the client to close
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
+    pub linger: Duration,
+    /// Set SO_REUSEPORT so several servers can share the ports
+    #[arg(long)]
+    pub reuse_port: bool,
+    /// error, warn, info, debug or trace (trace narrates every event)
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: log::LevelFilter,
+}
+
+impl ServeArgs {
+    /// The `Config` these flags describe.
+    pub fn to_config(&self) -> Config {
+        let any = self.greet.is_some()
+            || self.echo.is_some()
+            || self.udp.is_some()
+            || self.chat.is_some()
+            || self.unix.is_some();
+        let base = if any {
+            Config::empty()
+        } else {
+            Config::defaults()
+        };
+        let limits = Limits {
+            max_conns: self.max_conns,
+            idle_timeout: self.idle_timeout,
+            max_line: self.max_line,
+            echo_output_cap: self.echo_output_cap,
+            chat_output_hard: self.chat_output_hard,
+            chat_output_soft: self.chat_output_soft,
+            chat_soft_time: self.chat_soft_time,
+            shutdown_grace: self.grace,
+            linger: self.linger,
+            ..Limits::default()
+        };
+        Config {
+            greet: self.greet.or(base.greet),
+            echo: self.echo.or(base.echo),
+            udp: self.udp.or(base.udp),
+            chat: self.chat.or(base.chat),
+            unix: self.unix.clone(),
+            reuse_port: self.reuse_port,
+            handle_signals: true,
+            limits,
+        }
+    }
+}
+
+/// Parses a duration: plain seconds (`5`, `1.5`) or with a unit
+/// (`300ms`, `5s`, `2m`, `1h`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (try 5, 5s, 300ms, 2m)"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("'{s}' is not a duration (it must be >= 0)"));
+    }
+    let secs = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"))
+}
+
+/// Parses a size in bytes: `4096`, `64k`, `1m` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let lower = s.to_ascii_lowercase();
+    let (num, mult) = match lower.strip_suffix(['k', 'm', 'g']) {
+        Some(n) => (
+            n,
+            match lower.as_bytes()[lower.len() - 1] {
+                b'k' => 1usize << 10,
+                b'm' => 1 << 20,
+                _ => 1 << 30,
+            },
+        ),
+        None => (lower.as_str(), 1),
+    };
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (try 4096, 64k, 1m)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DEFAULT_CHAT, DEFAULT_ECHO, DEFAULT_GREET, DEFAULT_UDP};
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("64k").unwrap(), 65536);
+        assert_eq!(parse_size("1M").unwrap(), 1 << 20);
+        assert!(parse_size("k").is_err());
+        assert!(parse_size("12q").is_err());
+    }
+
+    #[test]
+    fn no_service_flag_means_every_default() {
+        let cli = Cli::parse_from(["reactor", "serve"]);
+        let Command::Serve(args) = cli.command;
+        let cfg = args.to_config();
+        assert_eq!(cfg.greet, DEFAULT_GREET.parse().ok());
+        assert_eq!(cfg.echo, DEFAULT_ECHO.parse().ok());
+        assert_eq!(cfg.udp, DEFAULT_UDP.parse().ok());
+        assert_eq!(cfg.chat, DEFAULT_CHAT.parse().ok());
+        assert!(cfg.unix.is_none());
+    }
+
+    #[test]
+    fn one_service_flag_means_only_that_service() {
+        let cli = Cli::parse_from([
+            "reactor",
+            "serve",
+            "--echo",
+            "127.0.0.1:0",
+            "--max-conns",
+            "7",
+        ]);
+        let Command::Serve(args) = cli.command;
+        let cfg = args.to_config();
+        assert!(cfg.echo.is_some());
+        assert!(cfg.greet.is_none() && cfg.udp.is_none() && cfg.chat.is_none());
+        assert_eq!(cfg.limits.max_conns, 7);
+    }
+}

@@ -1,0 +1,120 @@
+//! What to serve and the limits to serve it under.
+//!
+//! Every limit here has a command-line flag (see `src/cli.rs`) and a line in
+//! `docs/LIMITS.md`. Defaults follow what the research found in Redis, nginx
+//! and memcached, scaled to this project.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default greet address: seed 000's port.
+pub const DEFAULT_GREET: &str = "127.0.0.1:12345";
+/// Default TCP echo address.
+pub const DEFAULT_ECHO: &str = "127.0.0.1:8080";
+/// Default UDP echo address (UDP, so it can share 8000 with HTTP over TCP).
+pub const DEFAULT_UDP: &str = "127.0.0.1:8000";
+/// Default chat address.
+pub const DEFAULT_CHAT: &str = "127.0.0.1:9000";
+
+/// The services one reactor runs and the limits it enforces.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Greet (seed 000): one line, then close.
+    pub greet: Option<SocketAddr>,
+    /// TCP echo.
+    pub echo: Option<SocketAddr>,
+    /// UDP echo.
+    pub udp: Option<SocketAddr>,
+    /// Line chat with rooms.
+    pub chat: Option<SocketAddr>,
+    /// Echo on a Unix stream socket at this path.
+    pub unix: Option<PathBuf>,
+    /// Set `SO_REUSEPORT` on listening sockets so several processes (or
+    /// reactors) can share a port.
+    pub reuse_port: bool,
+    /// Install SIGINT/SIGTERM handling (the binary does; in-process tests
+    /// stop the server through a `Handle` instead).
+    pub handle_signals: bool,
+    /// The limits.
+    pub limits: Limits,
+}
+
+/// Every limit the reactor enforces. See `docs/LIMITS.md`.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Open connections across all services; past it a new client gets one
+    /// error line and is closed. Clamped below the fd limit at start.
+    pub max_conns: usize,
+    /// Close a connection that has moved no bytes for this long (zero: never).
+    pub idle_timeout: Duration,
+    /// Longest chat line in bytes, without its line ending.
+    pub max_line: usize,
+    /// Echo stops reading a client once this much output is pending.
+    pub echo_output_cap: usize,
+    /// A chat member with more than this pending is disconnected at once.
+    pub chat_output_hard: usize,
+    /// A chat member above this for `chat_soft_seconds` is disconnected.
+    pub chat_output_soft: usize,
+    /// How long a chat member may stay above the soft limit.
+    pub chat_soft_time: Duration,
+    /// On SIGINT/SIGTERM, how long to flush pending output before closing.
+    pub shutdown_grace: Duration,
+    /// After our last byte of a closing connection, how long to wait for the
+    /// client's FIN before closing the socket anyway (lingering close).
+    pub linger: Duration,
+    /// Datagrams kept for a UDP send that would block; the rest are dropped.
+    pub udp_queue: usize,
+    /// Connections accepted per listener per loop iteration (fairness).
+    pub accepts_per_tick: usize,
+    /// Bytes read from one connection per loop iteration (fairness).
+    pub read_budget: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_conns: 10_000,
+            idle_timeout: Duration::from_secs(300),
+            max_line: 4096,
+            echo_output_cap: 64 * 1024,
+            chat_output_hard: 1024 * 1024,
+            chat_output_soft: 256 * 1024,
+            chat_soft_time: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+            linger: Duration::from_secs(2),
+            udp_queue: 1024,
+            accepts_per_tick: 64,
+            read_budget: 64 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// No services at all: set the ones wanted. Tests start from here.
+    pub fn empty() -> Config {
+        Config {
+            greet: None,
+            echo: None,
+            udp: None,
+            chat: None,
+            unix: None,
+            reuse_port: false,
+            handle_signals: false,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Every service on its loopback default, as `reactor serve` with no
+    /// service flags.
+    pub fn defaults() -> Config {
+        let parse = |s: &str| s.parse().ok();
+        Config {
+            greet: parse(DEFAULT_GREET),
+            echo: parse(DEFAULT_ECHO),
+            udp: parse(DEFAULT_UDP),
+            chat: parse(DEFAULT_CHAT),
+            ..Config::empty()
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! # reactor
+//!
+//! A single-threaded event-loop network server on `mio`: one thread, one
+//! `Poll`, every socket in one `Slab`, protocols as sans-I/O state
+//! machines. It grows out of the Python `select.select` loop of the
+//! tutorials it started from; `docs/FROM-SELECT.md` walks that path.
+//!
+//! ## Layout
+//!
+//! - `reactor/`: the event loop.
+//!   - `mod.rs`: the `Reactor` and its phases (before sleep, poll,
+//!     dispatch, ready list, timers), signals and shutdown.
+//!   - `drive.rs`: one connection's I/O: read until `WouldBlock`, write
+//!     until `WouldBlock`, backpressure, staged close, accept.
+//!   - `conn.rs`: a connection's state: socket, readiness, buffers, phase.
+//!   - `accept.rs`: listeners, the accept loop's errors, EMFILE, refusal.
+//!   - `udp.rs`: UDP echo with a bounded send queue.
+//!   - `outbox.rs`: chat fan-out into connections, with output caps.
+//! - `service/`: the protocols, with no I/O: `greet`, `echo`, `chat`.
+//! - `buf.rs`: byte buffers and the pool that keeps idle connections
+//!   buffer-free.
+//! - `timer.rs`: the cached clock and the deadline heap (lazy re-arm).
+//! - `transport.rs`: TCP and Unix streams behind one type.
+//! - `listen.rs`: opening listeners (socket2, Unix socket files).
+//! - `server.rs`: `Server` (bind, run) and `Handle` (stop, stats).
+//! - `config.rs`, `cli.rs`: what to serve and the limits; the flags.
+//! - `stats.rs`: the loop's counters. `error.rs`: the one error type.
+//! - `sys.rs`: the only `unsafe` code (rlimit calls).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod buf;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod listen;
+pub mod reactor;
+pub mod server;
+pub mod service;
+pub mod stats;
+pub mod sys;
+pub mod timer;
+pub mod transport;
+
+pub use config::{Config, Limits};
+pub use error::{Error, Result};
+pub use server::{Handle, Server};
+pub use service::Service;
+pub use stats::Stats;

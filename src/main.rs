@@ -1,0 +1,48 @@
+//! `reactor`: the binary. Parses the command line, sets up logging and
+//! the open-files limit, then hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use log::{error, info, warn};
+
+use reactor::cli::{Cli, Command};
+use reactor::{Server, sys};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(&args),
+    }
+}
+
+/// `reactor serve`: bind every listener, run until a signal, exit 0.
+fn serve(args: &reactor::cli::ServeArgs) -> ExitCode {
+    if let Err(e) = simple_logger::SimpleLogger::new()
+        .with_level(args.log_level)
+        .with_utc_timestamps()
+        .init()
+    {
+        eprintln!("reactor: cannot start logging: {e}");
+    }
+    // Ask for every fd we are allowed: 10,000 connections need them.
+    match sys::raise_nofile_limit() {
+        Ok(n) => log::debug!("open-files limit {n}"),
+        Err(e) => warn!("cannot raise the open-files limit: {e}"),
+    }
+    let server = match Server::bind(args.to_config()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!("pid {}: ready", std::process::id());
+    match server.run() {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! Driving one connection: do everything its readiness allows, then move
+//! its closing along. Every pitfall of edge-triggered I/O on a stream is
+//! handled here, where it happens.
+
+use std::io::{self, ErrorKind};
+
+use log::{debug, info, trace};
+use mio::Token;
+
+use crate::buf::Buffer;
+use crate::config::Limits;
+use crate::service::chat::Leave;
+use crate::service::greet::GREETING;
+use crate::service::{Service, Verdict};
+use crate::timer::{Millis, Timers};
+
+use super::accept::{self, AcceptError, Accepted, FULL_LINE, classify, refuse};
+use super::conn::{Conn, Phase, is_disconnect};
+use super::outbox::ConnOutbox;
+use super::udp::UdpTurn;
+use super::{Reactor, Slot};
+
+/// The line a chat member gets when it is dropped for not reading.
+const TOO_SLOW_LINE: &[u8] = b"ERROR too slow: output limit reached, disconnecting\n";
+
+/// Moves `conn`'s deadline to `when` (0: none). Later deadlines need no
+/// heap work (the entry re-arms itself lazily); an earlier one, or the
+/// first one, needs an entry of its own.
+fn rearm(timers: &mut Timers, key: usize, conn: &mut Conn, when: Millis) {
+    if when != 0 && (conn.deadline == 0 || when < conn.deadline) {
+        timers.push(when, key, conn.id);
+    }
+    conn.deadline = when;
+}
+
+impl Reactor {
+    /// Does all the work connection `key`'s readiness allows: write what is
+    /// queued, read and answer, write the answers, then advance closing.
+    pub(super) fn drive(&mut self, key: usize) {
+        let step = self
+            .flush_conn(key)
+            .and_then(|()| self.read_conn(key))
+            .and_then(|()| self.flush_conn(key));
+        match step {
+            Ok(()) => self.settle(key),
+            Err(e) => self.fail(key, e),
+        }
+    }
+
+    /// Writes queued output while the socket takes it; refreshes the
+    /// deadline on progress.
+    fn flush_conn(&mut self, key: usize) -> io::Result<()> {
+        let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
+            return Ok(());
+        };
+        if c.phase == Phase::Closed || c.pending() == 0 {
+            return Ok(());
+        }
+        let cap = self.limits.echo_output_cap;
+        let was_paused = c.pending() >= cap;
+        let n = c.flush(&mut self.pool)?;
+        if n > 0 {
+            trace!("conn {}: wrote {n} bytes, {} pending", c.id, c.pending());
+            self.stats.bytes_out += n as u64;
+            let when = match c.phase {
+                Phase::Flushing => self.clock.after(self.limits.linger),
+                _ => self.clock.after(self.limits.idle_timeout),
+            };
+            rearm(&mut self.timers, key, c, when);
+            // Echo paused at its output cap may read again now: its input
+            // is still waiting (readiness remembered), but no new edge will
+            // come for it, so put it on the ready list.
+            if was_paused && c.pending() < cap && c.readable && c.is_serving() {
+                self.defer(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// True if connection `c` should take more input now.
+    fn wants_input(c: &Conn, limits: &Limits) -> bool {
+        match c.phase {
+            Phase::Open | Phase::Draining => match c.service {
+                // Backpressure: a client that does not read its echo stops
+                // being read; the kernel's window then stops the client.
+                Service::Echo | Service::Unix => c.pending() < limits.echo_output_cap,
+                _ => true,
+            },
+            // Lingering reads only to discard, so the close sends FIN, not RST.
+            Phase::Lingering => true,
+            Phase::Flushing | Phase::Closed => false,
+        }
+    }
+
+    /// Reads until `WouldBlock`, a short read, EOF, backpressure or the
+    /// per-turn budget (fairness: then it goes on the ready list).
+    fn read_conn(&mut self, key: usize) -> io::Result<()> {
+        let mut budget = self.limits.read_budget;
+        loop {
+            let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
+                return Ok(());
+            };
+            if !c.readable || !Self::wants_input(c, &self.limits) {
+                return Ok(());
+            }
+            if budget == 0 {
+                // One busy client must not starve the others: come back to
+                // it after everyone else has had this turn's events.
+                self.defer(key);
+                return Ok(());
+            }
+            let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
+                return Ok(());
+            };
+            let mut buf = c.input.take().unwrap_or_else(|| self.pool.get());
+            match buf.read_from(&mut c.transport) {
+                Ok(0) => {
+                    // FIN: the client will send no more (it may still read).
+                    c.readable = false;
+                    c.read_eof = true;
+                    c.input = Some(buf);
+                    self.pool.release_if_empty(&mut c.input);
+                    trace!("conn {}: end of input", c.id);
+                    self.on_eof(key);
+                    return Ok(());
+                }
+                Ok(n) => {
+                    // A read that did not fill the room means the socket is
+                    // drained (epoll(7)): skip the read that would only say
+                    // WouldBlock. A new edge comes when more data arrives.
+                    // Unless the event also said the peer closed: data and
+                    // FIN can arrive in one event, and after this short read
+                    // no new edge would ever announce the FIN.
+                    if buf.spare() > 0 && !c.peer_closed {
+                        c.readable = false;
+                    }
+                    trace!("conn {}: read {n} bytes", c.id);
+                    self.stats.bytes_in += n as u64;
+                    let when = self.clock.after(self.limits.idle_timeout);
+                    if c.is_serving() {
+                        rearm(&mut self.timers, key, c, when);
+                    }
+                    budget = budget.saturating_sub(n);
+                    self.on_input(key, buf);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    c.readable = false;
+                    c.input = Some(buf);
+                    self.pool.release_if_empty(&mut c.input);
+                    return Ok(());
+                }
+                Err(e) => {
+                    c.input = Some(buf);
+                    self.pool.release_if_empty(&mut c.input);
+                    if e.kind() != ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands bytes just read to the connection's service.
+    fn on_input(&mut self, key: usize, buf: Box<Buffer>) {
+        let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
+            self.pool.put(buf);
+            return;
+        };
+        if !c.is_serving() {
+            // Greet and lingering connections read only to discard.
+            self.pool.put(buf);
+            return;
+        }
+        match c.service {
+            Service::Echo | Service::Unix => {
+                // The bytes in are the bytes out: move the buffer to the
+                // output queue (no copy if it was empty) and write now.
+                c.queue_buf(buf, &mut self.pool);
+                if let Err(e) = self.flush_conn(key) {
+                    self.fail(key, e);
+                }
+            }
+            Service::Chat => self.chat_input(key, buf),
+            Service::Greet | Service::Udp => self.pool.put(buf),
+        }
+    }
+
+    /// Feeds chat input to the hub; keeps a trailing partial line.
+    fn chat_input(&mut self, key: usize, mut buf: Box<Buffer>) {
+        let (used, verdict) = self.chat.input(key, buf.data(), &mut outbox!(self));
+        buf.consume(used);
+        if let Some(Slot::Conn(c)) = self.slab.get_mut(key) {
+            c.input = Some(buf);
+            self.pool.release_if_empty(&mut c.input);
+        } else {
+            self.pool.put(buf);
+        }
+        if verdict == Verdict::Close {
+            self.begin_close(key);
+        }
+        self.drop_too_slow();
+    }
+
+    /// The client sent FIN.
+    fn on_eof(&mut self, key: usize) {
+        let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
+            return;
+        };
+        match c.phase {
+            // We were only waiting for this: the close is clean.
+            Phase::Lingering => self.close(key, Leave::Closed),
+            // Half-close: echo sends what it still has, then closes; a chat
+            // member who hung up leaves the room now.
+            _ => {
+                if c.service == Service::Chat {
+                    self.chat.disconnect(key, Leave::Closed, &mut outbox!(self));
+                    self.drop_too_slow();
+                }
+                self.begin_close(key);
+            }
+        }
+    }
+
+    /// Stop reading; send what is queued, then close (lingering).
+    pub(super) fn begin_close(&mut self, key: usize) {
+        if let Some(Slot::Conn(c)) = self.slab.get_mut(key)
+            && c.is_serving()
+        {
+            c.phase = Phase::Flushing;
+            let when = self.clock.after(self.limits.linger);
+            rearm(&mut self.timers, key, c, when);
+        }
+    }
+
+    /// Advances a closing connection as far as it can go now.
+    fn settle(&mut self, key: usize) {
+        loop {
+            let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
+                return;
+            };
+            match c.phase {
+                Phase::Draining if !c.readable && c.pending() == 0 && !c.queued => {
+                    self.begin_close(key);
+                }
+                Phase::Flushing if c.pending() == 0 => {
+                    // All sent: FIN, then wait for the client's FIN.
+                    if let Err(e) = c.transport.shutdown_write() {
+                        trace!("conn {}: shutdown: {e}", c.id);
+                    }
+                    if c.read_eof {
+                        return self.close(key, Leave::Closed);
+                    }
+                    c.phase = Phase::Lingering;
+                    if c.readable {
+                        // Input is already waiting: discard it now.
+                        if let Err(e) = self.read_conn(key) {
+                            return self.fail(key, e);
+                        }
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// A read or write failed: close this connection, and only it.
+    pub(super) fn fail(&mut self, key: usize, e: io::Error) {
+        if let Some(Slot::Conn(c)) = self.slab.get(key) {
+            if is_disconnect(&e) {
+                debug!("conn {}: {e}", c.id);
+            } else {
+                info!("conn {}: closing after error: {e}", c.id);
+            }
+        }
+        self.close(key, Leave::Closed);
+    }
+
+    /// A deadline passed: idle too long, or a close the client never
+    /// finished reading.
+    pub(super) fn expire(&mut self, key: usize) {
+        let Some(Slot::Conn(c)) = self.slab.get(key) else {
+            return;
+        };
+        debug!("conn {}: deadline passed ({:?}), closing", c.id, c.phase);
+        self.stats.timeouts += 1;
+        self.close(key, Leave::TimedOut);
+    }
+
+    /// Closes connection `key` now. Its slot stays (as `Closed`) until the
+    /// batch is over, so later events for its token are recognisably stale.
+    pub(super) fn close(&mut self, key: usize, why: Leave) {
+        let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
+            return;
+        };
+        if c.phase == Phase::Closed {
+            return;
+        }
+        c.phase = Phase::Closed;
+        c.readable = false;
+        c.writable = false;
+        for slot in [&mut c.input, &mut c.output] {
+            if let Some(buf) = slot.take() {
+                self.pool.put(buf);
+            }
+        }
+        debug!("conn {} closed", c.id);
+        let chat = c.service == Service::Chat;
+        self.open -= 1;
+        self.stats.closed += 1;
+        self.closed.push(key);
+        if chat {
+            self.chat.disconnect(key, why, &mut outbox!(self));
+            self.drop_too_slow();
+        }
+    }
+
+    /// Drops chat members that went over their output cap during the last
+    /// hub call: pending output discarded, one error line, closed.
+    pub(super) fn drop_too_slow(&mut self) {
+        while let Some(key) = self.too_slow.pop() {
+            let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
+                continue;
+            };
+            if !c.is_serving() {
+                continue;
+            }
+            self.stats.slow_dropped += 1;
+            info!(
+                "chat: dropping conn {}: {} bytes unread, over its output limit",
+                c.id,
+                c.pending()
+            );
+            if let Some(buf) = c.output.take() {
+                self.pool.put(buf);
+            }
+            c.queue(TOO_SLOW_LINE, &mut self.pool);
+            c.soft_since = 0;
+            self.begin_close(key);
+            self.chat
+                .disconnect(key, Leave::TooSlow, &mut outbox!(self));
+            if let Some(Slot::Conn(c)) = self.slab.get_mut(key)
+                && !c.flush_queued
+            {
+                c.flush_queued = true;
+                self.flush.push(key);
+            }
+        }
+    }
+
+    /// Accepts clients on listener `key` until `WouldBlock`, EMFILE or the
+    /// per-turn cap.
+    pub(super) fn accept(&mut self, key: usize) {
+        if self.shutdown_at != 0 {
+            return;
+        }
+        for _ in 0..self.limits.accepts_per_tick {
+            let Some(Slot::Listener(l)) = self.slab.get_mut(key) else {
+                return;
+            };
+            if !l.ready || l.retry_at != 0 {
+                return;
+            }
+            let service = l.service;
+            match l.accept() {
+                Ok(client) => self.admit(service, client),
+                Err(e) => match classify(&e) {
+                    AcceptError::Drained => {
+                        l.ready = false;
+                        return;
+                    }
+                    AcceptError::Retry => continue,
+                    AcceptError::Exhausted => {
+                        // Out of fds: the client stays queued and no new edge
+                        // will announce it. Keep `ready` and try again soon.
+                        let now = self.clock.now();
+                        l.retry_at = now + accept::ACCEPT_RETRY_MS;
+                        self.stats.accept_errors += 1;
+                        self.warned_accept = accept::warn_throttled(
+                            self.warned_accept,
+                            now,
+                            format_args!("{}: accept failed: {e} (retrying)", service.name()),
+                        );
+                        return;
+                    }
+                },
+            }
+        }
+        // Cut short by the per-turn cap: more clients may be queued.
+        self.defer(key);
+    }
+
+    /// Takes an accepted client into the slab, or turns it away when full.
+    fn admit(&mut self, service: Service, client: Accepted) {
+        if self.open >= self.limits.max_conns {
+            self.stats.refused += 1;
+            self.warned_full = accept::warn_throttled(
+                self.warned_full,
+                self.clock.now(),
+                format_args!(
+                    "{}: at --max-conns ({}), turning clients away",
+                    service.name(),
+                    self.limits.max_conns
+                ),
+            );
+            return refuse(client, FULL_LINE);
+        }
+        let entry = self.slab.vacant_entry();
+        let key = entry.key();
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let mut conn = Conn::new(client.transport, service, id);
+        if let Err(e) = conn.transport.register(self.poll.registry(), Token(key)) {
+            info!("{}: cannot register {}: {e}", service.name(), client.peer);
+            return;
+        }
+        let when = self.clock.after(self.limits.idle_timeout);
+        rearm(&mut self.timers, key, &mut conn, when);
+        entry.insert(Slot::Conn(conn));
+        self.open += 1;
+        self.stats.accepted += 1;
+        debug!(
+            "{} connection from {} (conn {id}, token {key})",
+            service.name(),
+            client.peer
+        );
+        self.on_open(key, service);
+    }
+
+    /// A new connection's first words, then whatever its readiness allows.
+    fn on_open(&mut self, key: usize, service: Service) {
+        match service {
+            Service::Greet => {
+                if let Some(Slot::Conn(c)) = self.slab.get_mut(key) {
+                    c.queue(GREETING, &mut self.pool);
+                }
+                self.begin_close(key);
+            }
+            Service::Chat => {
+                self.chat.connect(key, &mut outbox!(self));
+                self.drop_too_slow();
+            }
+            Service::Echo | Service::Unix | Service::Udp => {}
+        }
+        self.drive(key);
+    }
+
+    /// One turn of UDP echo.
+    pub(super) fn drive_udp(&mut self, key: usize) {
+        if self.udp_buf.is_empty() {
+            self.udp_buf = vec![0; super::udp::RECV_BUF];
+        }
+        let Some(Slot::Udp(u)) = self.slab.get_mut(key) else {
+            return;
+        };
+        match u.turn(&mut self.udp_buf, &mut self.stats) {
+            Ok(UdpTurn::MoreToRead) => self.defer(key),
+            Ok(UdpTurn::Drained) => {}
+            Err(e) => info!("udp: {e}"),
+        }
+    }
+}

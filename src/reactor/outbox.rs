@@ -1,0 +1,64 @@
+//! The chat hub's `Outbox` over the reactor's connections.
+//!
+//! Fan-out appends a line to each receiver's output buffer and puts the
+//! receiver on the flush list; the writes happen once, before the loop
+//! sleeps, so ten lines to one member become one `write`. This is also
+//! where output caps are enforced (Redis's `client-output-buffer-limit`
+//! for pub/sub): a member over the hard limit, or over the soft limit for
+//! longer than allowed, goes on the `too_slow` list. It is dropped after
+//! the hub call returns, never in the middle of a fan-out.
+
+use slab::Slab;
+
+use crate::buf::Pool;
+use crate::config::Limits;
+use crate::service::Outbox;
+use crate::timer::Millis;
+
+use super::Slot;
+
+/// An `Outbox` that writes into the reactor's connections.
+pub struct ConnOutbox<'a> {
+    /// All slots; only `Slot::Conn`s that are still serving receive bytes.
+    pub slab: &'a mut Slab<Slot>,
+    /// Where output buffers come from.
+    pub pool: &'a mut Pool,
+    /// Connections with output to write before the loop sleeps.
+    pub flush: &'a mut Vec<usize>,
+    /// Connections over their output cap, to drop after this call.
+    pub too_slow: &'a mut Vec<usize>,
+    /// The caps.
+    pub limits: &'a Limits,
+    /// The reactor's "now".
+    pub now: Millis,
+}
+
+impl Outbox for ConnOutbox<'_> {
+    fn send(&mut self, to: usize, bytes: &[u8]) {
+        let Some(Slot::Conn(conn)) = self.slab.get_mut(to) else {
+            return;
+        };
+        // A member on its way out gets nothing more.
+        if !conn.is_serving() {
+            return;
+        }
+        conn.queue(bytes, self.pool);
+        let pending = conn.pending();
+        let limits = self.limits;
+        if pending > limits.chat_output_hard {
+            self.too_slow.push(to);
+        } else if pending > limits.chat_output_soft {
+            if conn.soft_since == 0 {
+                conn.soft_since = self.now;
+            } else if self.now - conn.soft_since >= limits.chat_soft_time.as_millis() as Millis {
+                self.too_slow.push(to);
+            }
+        } else {
+            conn.soft_since = 0;
+        }
+        if !conn.flush_queued {
+            conn.flush_queued = true;
+            self.flush.push(to);
+        }
+    }
+}

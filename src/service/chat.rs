@@ -1,0 +1,1165 @@
+//! Chat: line chat with rooms, a tiny IRC, as a sans-I/O state machine.
+//!
+//! # Protocol
+//!
+//! Every line ends with `\n`; input may also end lines with `\r\n`.
+//! Empty lines are ignored. A member starts as `guest<id>` in `lobby`.
+//!
+//! - `text` goes to the other members of the sender's room as
+//!   `[room] nick: text`; `//text` sends `/text`.
+//! - `/nick NAME`, `/join ROOM`, `/who`, `/rooms`, `/quit`, `/help`.
+//!   Names are 1..=32 of `[A-Za-z0-9_-]`; nicks are unique in the hub and
+//!   may not start with `guest` unless they are the member's own default.
+//! - Notices start with `* `, errors with `ERROR `. A message or notice
+//!   never goes to the member it is about, only the explicit replies do.
+//! - A line longer than `max_line` bytes (complete, or pending with no
+//!   newline in sight) gets an error and [`Verdict::Close`].
+//!
+//! # Data layout, and why
+//!
+//! A chat server mostly holds idle members, so a member is three words:
+//! [`Member`] is its room (a `u32` index into the room table), its slot in
+//! that room's member list, and an optional custom nick. The default nick
+//! `guest<id>` is derived from the id when needed, never stored. Members
+//! live in a `Vec` indexed by connection id (ids are slab keys: dense and
+//! reused), so a lookup is one bounds check. Per member that is one
+//! `Option<Member>` (32 bytes on 64-bit) plus one `usize` in its room's
+//! list; the hub keeps no per-member buffers (the reactor owns the I/O).
+//!
+//! Each room keeps a `Vec` of member ids. The member's slot makes leaving
+//! O(1): `swap_remove`, then fix the slot of the member moved into the
+//! hole. Rooms sit in a table with a free list, found by name through a
+//! `BTreeMap`, which also gives `/rooms` its sorted order for free.
+//!
+//! Fan-out formats each outgoing line once, into a scratch `Vec` the hub
+//! keeps, then hands that one slice to [`Outbox::send`] per recipient: a
+//! message costs one format plus one copy per recipient, and no allocation
+//! in steady state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Write as _;
+
+use super::{Outbox, Verdict};
+
+/// The room every member starts in; it always exists (index 0).
+const LOBBY: u32 = 0;
+/// The lobby's name.
+const LOBBY_NAME: &str = "lobby";
+/// Longest nick or room name, in bytes (the charset is ASCII).
+const MAX_NAME: usize = 32;
+/// Most names listed by `/who` and `/rooms` before `, and N more`.
+const MAX_LISTED: usize = 100;
+/// Reply to `/help`.
+const HELP: &str = "* commands:\n\
+    * /nick NAME   take a nick (1-32 of A-Z a-z 0-9 _ -)\n\
+    * /join ROOM   move to ROOM (created if new)\n\
+    * /who         list the members of your room\n\
+    * /rooms       list the rooms and their sizes\n\
+    * /quit        leave the chat\n\
+    * //text       send a message that starts with /\n";
+
+/// Why a member left (chooses the notice the room sees).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leave {
+    /// The member typed `/quit`: `* nick left ROOM`.
+    Quit,
+    /// The connection closed or failed: `* nick left ROOM`.
+    Closed,
+    /// It did not read its output fast enough: `* nick left ROOM (too slow)`.
+    TooSlow,
+    /// It was idle too long: `* nick left ROOM (idle)`.
+    TimedOut,
+    /// The server is shutting down: no notice (everyone is leaving).
+    Shutdown,
+}
+
+/// One connected member: all the hub stores for it.
+#[derive(Debug)]
+struct Member {
+    /// Index of its room in `ChatHub::rooms`.
+    room: u32,
+    /// Its index in that room's `members` (for O(1) removal).
+    slot: u32,
+    /// Its custom nick; `None` means the default `guest<id>`.
+    nick: Option<Box<str>>,
+}
+
+/// One room.
+#[derive(Debug)]
+struct Room {
+    /// Its name, as shown in `[room]` prefixes and notices.
+    name: Box<str>,
+    /// Ids of its members, in no particular order (removal swaps).
+    members: Vec<usize>,
+}
+
+/// The chat state: members, rooms, nicks. See the module docs.
+#[derive(Debug)]
+pub struct ChatHub {
+    /// Longest accepted line in bytes, without its line ending.
+    max_line: usize,
+    /// Members indexed by connection id; `None` for ids not in the chat.
+    members: Vec<Option<Member>>,
+    /// How many entries of `members` are `Some`.
+    count: usize,
+    /// Room table indexed by `Member::room`; `None` marks a freed entry.
+    rooms: Vec<Option<Room>>,
+    /// Freed entries of `rooms`, reused before the table grows.
+    free_rooms: Vec<u32>,
+    /// Room name to index; sorted, for `/rooms`.
+    room_index: BTreeMap<Box<str>, u32>,
+    /// Custom nick to its owner's id, for uniqueness.
+    nicks: HashMap<Box<str>, usize>,
+    /// The line being sent, formatted once per fan-out and reused.
+    scratch: Vec<u8>,
+}
+
+/// A member's nick for formatting: custom, or `guest<id>` without storing it.
+struct Nick<'a> {
+    /// The member's id (gives the default).
+    id: usize,
+    /// The custom nick, if any.
+    custom: Option<&'a str>,
+}
+
+impl fmt::Display for Nick<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.custom {
+            Some(nick) => f.write_str(nick),
+            None => write!(f, "guest{}", self.id),
+        }
+    }
+}
+
+impl Member {
+    /// This member's nick, given its id.
+    fn nick(&self, id: usize) -> Nick<'_> {
+        Nick {
+            id,
+            custom: self.nick.as_deref(),
+        }
+    }
+}
+
+impl Room {
+    /// Queues `line` for every member except `except`.
+    fn broadcast(&self, except: usize, line: &[u8], out: &mut impl Outbox) {
+        for &to in &self.members {
+            if to != except {
+                out.send(to, line);
+            }
+        }
+    }
+}
+
+impl ChatHub {
+    /// An empty hub with just the lobby; lines over `max_line` bytes close.
+    pub fn new(max_line: usize) -> ChatHub {
+        let lobby = Room {
+            name: LOBBY_NAME.into(),
+            members: Vec::new(),
+        };
+        ChatHub {
+            max_line,
+            members: Vec::new(),
+            count: 0,
+            rooms: vec![Some(lobby)],
+            free_rooms: Vec::new(),
+            room_index: BTreeMap::from([(LOBBY_NAME.into(), LOBBY)]),
+            nicks: HashMap::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// A new member: welcome line to it, join `lobby`, notice to the room.
+    /// `id` is a slab key (the member table grows to the largest id seen).
+    /// A stale member with the same id is dropped first, without a notice.
+    pub fn connect(&mut self, id: usize, out: &mut impl Outbox) {
+        self.leave(id, Leave::Shutdown, out);
+        if id >= self.members.len() {
+            self.members.resize_with(id + 1, || None);
+        }
+        self.members[id] = Some(Member {
+            room: LOBBY,
+            slot: 0,
+            nick: None,
+        });
+        self.count += 1;
+        self.place(id, LOBBY);
+        fill(
+            &mut self.scratch,
+            format_args!(
+                "* welcome to reactor chat, you are guest{id} in {LOBBY_NAME}; /help for commands\n"
+            ),
+        );
+        out.send(id, &self.scratch);
+        fill(
+            &mut self.scratch,
+            format_args!("* guest{id} joined {LOBBY_NAME}\n"),
+        );
+        self.broadcast(LOBBY, id, out);
+    }
+
+    /// Bytes from member `id`: handles every complete line; returns how many
+    /// bytes of `data` were consumed (a trailing partial line is left for
+    /// the caller to keep and pass again, prefixed, with more bytes) and
+    /// the verdict for `id`. On [`Verdict::Close`] all of `data` counts as
+    /// consumed (the rest is discarded). An unknown id gets `Close`.
+    pub fn input(&mut self, id: usize, data: &[u8], out: &mut impl Outbox) -> (usize, Verdict) {
+        if member(&self.members, id).is_none() {
+            return (data.len(), Verdict::Close);
+        }
+        // A line of max_line bytes plus "\r\n": its '\n' is within this window.
+        let window = self.max_line.saturating_add(2);
+        // `rest` is what is left of `data`; every slice below is within it.
+        let mut rest = data;
+        while !rest.is_empty() {
+            // Scan at most one window: a longer line is an error anyway, and
+            // this bounds the work a client can make us do per call.
+            let seen = &rest[..rest.len().min(window)];
+            let Some(end) = seen.iter().position(|&b| b == b'\n') else {
+                if rest.len() >= window {
+                    return self.too_long(id, data.len(), out);
+                }
+                break; // a partial line: the caller passes it again
+            };
+            let line = &rest[..end];
+            rest = &rest[end + 1..]; // end < rest.len(): '\n' was found there
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.len() > self.max_line {
+                return self.too_long(id, data.len(), out);
+            }
+            if self.line(id, line, out) == Verdict::Close {
+                return (data.len(), Verdict::Close);
+            }
+        }
+        // Everything before the partial line (if any) is consumed.
+        (data.len() - rest.len(), Verdict::Continue)
+    }
+
+    /// The member's connection is gone (or being dropped): remove it,
+    /// notice to its room per `why`. Unknown id: no-op.
+    pub fn disconnect(&mut self, id: usize, why: Leave, out: &mut impl Outbox) {
+        self.leave(id, why, out);
+    }
+
+    /// Send one line to every member (e.g. a shutdown notice). `line` is
+    /// given without its `\n` (one trailing `\n` is tolerated); the hub adds it.
+    pub fn announce(&mut self, line: &str, out: &mut impl Outbox) {
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        fill(&mut self.scratch, format_args!("{line}\n"));
+        // Walks the member table (slab order), not the rooms: one pass, no duplicates.
+        for (id, slot) in self.members.iter().enumerate() {
+            if slot.is_some() {
+                out.send(id, &self.scratch);
+            }
+        }
+    }
+
+    /// How many members are connected.
+    pub fn members(&self) -> usize {
+        self.count
+    }
+
+    /// How many rooms exist, the lobby included (so at least 1).
+    pub fn rooms(&self) -> usize {
+        self.room_index.len()
+    }
+
+    /// The member's nick (for logs), None if unknown id. Returns an owned
+    /// `String` because default nicks are not stored; this is for logs only,
+    /// never called on the message path.
+    pub fn nick(&self, id: usize) -> Option<String> {
+        member(&self.members, id).map(|m| m.nick(id).to_string())
+    }
+
+    /// Handles one line, without its ending, within the length limit.
+    fn line(&mut self, id: usize, line: &[u8], out: &mut impl Outbox) -> Verdict {
+        if line.is_empty() {
+            return Verdict::Continue;
+        }
+        let Ok(text) = std::str::from_utf8(line) else {
+            send_line(
+                &mut self.scratch,
+                id,
+                out,
+                format_args!("ERROR invalid UTF-8, line dropped\n"),
+            );
+            return Verdict::Continue;
+        };
+        // "text" is a message, "//text" a message "/text", "/cmd" a command.
+        match text.strip_prefix('/') {
+            None => self.say(id, text, out),
+            Some(escaped) if escaped.starts_with('/') => self.say(id, escaped, out),
+            Some(command) => return self.command(id, command, out),
+        }
+        Verdict::Continue
+    }
+
+    /// Replies with the line-length error; the verdict closes the member.
+    fn too_long(&mut self, id: usize, consumed: usize, out: &mut impl Outbox) -> (usize, Verdict) {
+        let max = self.max_line;
+        send_line(
+            &mut self.scratch,
+            id,
+            out,
+            format_args!("ERROR line too long (max {max} bytes)\n"),
+        );
+        (consumed, Verdict::Close)
+    }
+
+    /// Sends `text` to the other members of `id`'s room.
+    fn say(&mut self, id: usize, text: &str, out: &mut impl Outbox) {
+        let Some((m, room)) = locate(&self.members, &self.rooms, id) else {
+            return;
+        };
+        if room.members.len() < 2 {
+            return; // nobody else to hear it: skip the formatting too
+        }
+        let nick = m.nick(id);
+        fill(
+            &mut self.scratch,
+            format_args!("[{}] {nick}: {text}\n", room.name),
+        );
+        room.broadcast(id, &self.scratch, out);
+    }
+
+    /// Runs `/command` (given without the `/`); `Close` only for `/quit`.
+    fn command(&mut self, id: usize, command: &str, out: &mut impl Outbox) -> Verdict {
+        let (name, arg) = command
+            .split_once(|c: char| c.is_ascii_whitespace())
+            .unwrap_or((command, ""));
+        let arg = arg.trim();
+        // Borrowed once here so the error arms stay one line each.
+        let scratch = &mut self.scratch;
+        match name {
+            "nick" if arg.is_empty() => {
+                send_line(scratch, id, out, format_args!("ERROR usage: /nick NAME\n"))
+            }
+            "join" if arg.is_empty() => {
+                send_line(scratch, id, out, format_args!("ERROR usage: /join ROOM\n"))
+            }
+            "nick" => self.set_nick(id, arg, out),
+            "join" => self.join(id, arg, out),
+            "who" => self.who(id, out),
+            "rooms" => self.list_rooms(id, out),
+            "help" => out.send(id, HELP.as_bytes()),
+            "quit" => {
+                out.send(id, b"* bye\n");
+                self.leave(id, Leave::Quit, out);
+                return Verdict::Close;
+            }
+            _ => send_line(
+                scratch,
+                id,
+                out,
+                format_args!("ERROR unknown command /{name} (try /help)\n"),
+            ),
+        }
+        Verdict::Continue
+    }
+
+    /// `/nick NAME`: validates, checks uniqueness, renames, tells the room.
+    fn set_nick(&mut self, id: usize, name: &str, out: &mut impl Outbox) {
+        // Compare against the default by formatting it into scratch: no allocation.
+        fill(&mut self.scratch, format_args!("guest{id}"));
+        let own_default = self.scratch == name.as_bytes();
+        let guest_like = name
+            .as_bytes()
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"guest"));
+        if !valid_name(name) || (guest_like && !own_default) {
+            let msg = format_args!("ERROR invalid nick (1-32 of A-Z a-z 0-9 _ -)\n");
+            return send_line(&mut self.scratch, id, out, msg);
+        }
+        // Defaults cannot collide: custom nicks never start with "guest".
+        if self.nicks.get(name).is_some_and(|&owner| owner != id) {
+            let msg = format_args!("ERROR nick {name} is taken\n");
+            return send_line(&mut self.scratch, id, out, msg);
+        }
+        let Some((m, room)) = locate(&self.members, &self.rooms, id) else {
+            return;
+        };
+        let old = m.nick(id);
+        // Taking the nick you already have: confirm it, tell nobody.
+        let unchanged = match old.custom {
+            Some(custom) => custom == name,
+            None => own_default,
+        };
+        if !unchanged {
+            fill(&mut self.scratch, format_args!("* {old} is now {name}\n"));
+            room.broadcast(id, &self.scratch, out);
+            self.rename(id, (!own_default).then_some(name));
+        }
+        send_line(
+            &mut self.scratch,
+            id,
+            out,
+            format_args!("* you are now {name}\n"),
+        );
+    }
+
+    /// Sets `id`'s custom nick (`None`: back to the default), keeping `nicks` in step.
+    fn rename(&mut self, id: usize, nick: Option<&str>) {
+        let Some(m) = self.members.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        if let Some(old) = m.nick.take() {
+            self.nicks.remove(&old);
+        }
+        if let Some(nick) = nick {
+            m.nick = Some(nick.into());
+            self.nicks.insert(nick.into(), id);
+        }
+    }
+
+    /// `/join ROOM`: leaves the old room (notice), enters the new (notice, reply).
+    fn join(&mut self, id: usize, name: &str, out: &mut impl Outbox) {
+        if !valid_name(name) {
+            let msg = format_args!("ERROR invalid room (1-32 of A-Z a-z 0-9 _ -)\n");
+            return send_line(&mut self.scratch, id, out, msg);
+        }
+        let Some((m, old)) = locate(&self.members, &self.rooms, id) else {
+            return;
+        };
+        if *old.name == *name {
+            let msg = format_args!("* you are already in {name}\n");
+            return send_line(&mut self.scratch, id, out, msg);
+        }
+        // Leave first (the old room must not hear the join), and reap the
+        // old room before opening the new one so its table entry is reused.
+        let old_index = m.room;
+        fill(
+            &mut self.scratch,
+            format_args!("* {} left {}\n", m.nick(id), old.name),
+        );
+        self.unplace(id);
+        self.broadcast(old_index, id, out);
+        self.reap(old_index);
+
+        let new_index = self.open_room(name);
+        self.place(id, new_index);
+        // Look the member up again: `place` changed its room and slot.
+        let Some((m, new)) = locate(&self.members, &self.rooms, id) else {
+            return;
+        };
+        fill(
+            &mut self.scratch,
+            format_args!("* {} joined {name}\n", m.nick(id)),
+        );
+        new.broadcast(id, &self.scratch, out);
+        let n = new.members.len();
+        let msg = format_args!("* you joined {name} ({n} members)\n");
+        send_line(&mut self.scratch, id, out, msg);
+    }
+
+    /// `/who`: the nicks in `id`'s room, at most `MAX_LISTED` of them.
+    fn who(&mut self, id: usize, out: &mut impl Outbox) {
+        let Some((_, room)) = locate(&self.members, &self.rooms, id) else {
+            return;
+        };
+        fill(&mut self.scratch, format_args!("* {}: ", room.name));
+        for (i, &other) in room.members.iter().take(MAX_LISTED).enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            if let Some(m) = member(&self.members, other) {
+                push(&mut self.scratch, format_args!("{sep}{}", m.nick(other)));
+            }
+        }
+        finish_list(&mut self.scratch, room.members.len());
+        out.send(id, &self.scratch);
+    }
+
+    /// `/rooms`: room names with member counts, sorted, at most `MAX_LISTED`.
+    fn list_rooms(&mut self, id: usize, out: &mut impl Outbox) {
+        fill(&mut self.scratch, format_args!("* rooms: "));
+        // The BTreeMap iterates in name order: no sort, no allocation.
+        for (i, (name, &index)) in self.room_index.iter().take(MAX_LISTED).enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let size = room(&self.rooms, index).map_or(0, |r| r.members.len());
+            push(&mut self.scratch, format_args!("{sep}{name} ({size})"));
+        }
+        finish_list(&mut self.scratch, self.room_index.len());
+        out.send(id, &self.scratch);
+    }
+
+    /// Removes member `id` (no-op if unknown), with the notice `why` asks for.
+    fn leave(&mut self, id: usize, why: Leave, out: &mut impl Outbox) {
+        let Some((m, room)) = locate(&self.members, &self.rooms, id) else {
+            return;
+        };
+        let index = m.room;
+        let reason = match why {
+            Leave::Quit | Leave::Closed => Some(""),
+            Leave::TooSlow => Some(" (too slow)"),
+            Leave::TimedOut => Some(" (idle)"),
+            Leave::Shutdown => None,
+        };
+        if let Some(reason) = reason {
+            let nick = m.nick(id);
+            fill(
+                &mut self.scratch,
+                format_args!("* {nick} left {}{reason}\n", room.name),
+            );
+        }
+        // The notice is formatted while the nick still exists; it goes out
+        // after removal, so the room's list no longer holds the leaver.
+        self.unplace(id);
+        self.rename(id, None); // frees a custom nick for others
+        if let Some(slot) = self.members.get_mut(id) {
+            *slot = None;
+            self.count -= 1;
+        }
+        if reason.is_some() {
+            self.broadcast(index, id, out);
+        }
+        self.reap(index);
+    }
+
+    /// Sends the scratch line to room `index`, except to `except`.
+    fn broadcast(&self, index: u32, except: usize, out: &mut impl Outbox) {
+        if let Some(room) = room(&self.rooms, index) {
+            room.broadcast(except, &self.scratch, out);
+        }
+    }
+
+    /// Appends member `id` to room `index` and records its room and slot.
+    fn place(&mut self, id: usize, index: u32) {
+        let Some(room) = self.rooms.get_mut(index as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        // Slots fit in u32: a room holds at most one entry per connection.
+        let slot = room.members.len() as u32;
+        room.members.push(id);
+        if let Some(m) = self.members.get_mut(id).and_then(Option::as_mut) {
+            m.room = index;
+            m.slot = slot;
+        }
+    }
+
+    /// Takes member `id` out of its room's list in O(1), fixing the slot of
+    /// the member moved into its place. The room itself stays (see `reap`).
+    fn unplace(&mut self, id: usize) {
+        let Some(m) = member(&self.members, id) else {
+            return;
+        };
+        let slot = m.slot as usize;
+        let Some(room) = self.rooms.get_mut(m.room as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        debug_assert_eq!(room.members.get(slot), Some(&id), "slot out of step");
+        if room.members.get(slot) != Some(&id) {
+            return;
+        }
+        // The last member moves into `slot`: O(1), and only its slot changes.
+        room.members.swap_remove(slot);
+        if let Some(&moved) = room.members.get(slot)
+            && let Some(moved) = self.members.get_mut(moved).and_then(Option::as_mut)
+        {
+            moved.slot = slot as u32;
+        }
+    }
+
+    /// The index of room `name`, creating the room if needed.
+    fn open_room(&mut self, name: &str) -> u32 {
+        if let Some(&index) = self.room_index.get(name) {
+            return index;
+        }
+        let room = Room {
+            name: name.into(),
+            members: Vec::new(),
+        };
+        let index = match self.free_rooms.pop() {
+            Some(index) => {
+                if let Some(entry) = self.rooms.get_mut(index as usize) {
+                    *entry = Some(room);
+                }
+                index
+            }
+            None => {
+                self.rooms.push(Some(room));
+                // Fits in u32: there are never more rooms than members.
+                (self.rooms.len() - 1) as u32
+            }
+        };
+        self.room_index.insert(name.into(), index);
+        index
+    }
+
+    /// Removes room `index` if it is empty and not the lobby.
+    fn reap(&mut self, index: u32) {
+        if index == LOBBY {
+            return;
+        }
+        let Some(entry) = self.rooms.get_mut(index as usize) else {
+            return;
+        };
+        if let Some(room) = entry.take_if(|r| r.members.is_empty()) {
+            self.room_index.remove(&room.name);
+            self.free_rooms.push(index);
+        }
+    }
+}
+
+/// Member `id`, if connected.
+fn member(members: &[Option<Member>], id: usize) -> Option<&Member> {
+    members.get(id)?.as_ref()
+}
+
+/// Room `index`, if it exists.
+fn room(rooms: &[Option<Room>], index: u32) -> Option<&Room> {
+    rooms.get(index as usize)?.as_ref()
+}
+
+/// Member `id` and its room. Free function (not a method) so callers can
+/// still borrow the hub's scratch mutably while holding these.
+fn locate<'a>(
+    members: &'a [Option<Member>],
+    rooms: &'a [Option<Room>],
+    id: usize,
+) -> Option<(&'a Member, &'a Room)> {
+    let m = member(members, id)?;
+    Some((m, room(rooms, m.room)?))
+}
+
+/// Whether `name` is a valid nick or room name: 1..=32 of `[A-Za-z0-9_-]`.
+fn valid_name(name: &str) -> bool {
+    (1..=MAX_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Appends formatted text to `buf` (no allocation once `buf` has grown).
+fn push(buf: &mut Vec<u8>, args: fmt::Arguments<'_>) {
+    // Writing into a Vec cannot fail: the io::Result is always Ok.
+    let _ = buf.write_fmt(args);
+}
+
+/// Replaces `buf`'s contents with formatted text.
+fn fill(buf: &mut Vec<u8>, args: fmt::Arguments<'_>) {
+    buf.clear();
+    push(buf, args);
+}
+
+/// Formats a line into `buf` and queues it for `to`.
+fn send_line(buf: &mut Vec<u8>, to: usize, out: &mut impl Outbox, args: fmt::Arguments<'_>) {
+    fill(buf, args);
+    out.send(to, buf);
+}
+
+/// Ends a list of `total` items of which `MAX_LISTED` were shown.
+fn finish_list(buf: &mut Vec<u8>, total: usize) {
+    if total > MAX_LISTED {
+        push(buf, format_args!(", and {} more", total - MAX_LISTED));
+    }
+    buf.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `Outbox` that collects each connection's bytes.
+    #[derive(Default, Debug, PartialEq)]
+    struct Sink(HashMap<usize, Vec<u8>>);
+
+    impl Outbox for Sink {
+        fn send(&mut self, to: usize, bytes: &[u8]) {
+            self.0.entry(to).or_default().extend_from_slice(bytes);
+        }
+    }
+
+    impl Sink {
+        /// Everything queued for `id` so far, as text; clears it.
+        fn take(&mut self, id: usize) -> String {
+            String::from_utf8(self.0.remove(&id).unwrap_or_default()).expect("utf-8 output")
+        }
+
+        /// Ids that received anything, sorted.
+        fn recipients(&self) -> Vec<usize> {
+            let mut ids: Vec<usize> = self.0.keys().copied().collect();
+            ids.sort_unstable();
+            ids
+        }
+    }
+
+    /// A hub (max line 64) with members `0..n` in the lobby and an empty sink.
+    fn hub(n: usize) -> (ChatHub, Sink) {
+        let mut hub = ChatHub::new(64);
+        let mut out = Sink::default();
+        for id in 0..n {
+            hub.connect(id, &mut out);
+        }
+        out.0.clear();
+        (hub, out)
+    }
+
+    /// Feeds `text` whole; asserts it was consumed entirely; returns the verdict.
+    fn say(hub: &mut ChatHub, id: usize, text: &str, out: &mut Sink) -> Verdict {
+        let (used, verdict) = hub.input(id, text.as_bytes(), out);
+        assert_eq!(used, text.len(), "all of {text:?} consumed");
+        verdict
+    }
+
+    /// Feeds `script` one byte at a time, keeping the unconsumed tail as the reactor does.
+    fn say_bytewise(hub: &mut ChatHub, id: usize, script: &[u8], out: &mut Sink) -> Verdict {
+        let mut pending = Vec::new();
+        for &b in script {
+            pending.push(b);
+            let (used, verdict) = hub.input(id, &pending, out);
+            pending.drain(..used);
+            if verdict == Verdict::Close {
+                return verdict;
+            }
+        }
+        Verdict::Continue
+    }
+
+    #[test]
+    fn connect_welcomes_and_notifies_lobby() {
+        let mut hub = ChatHub::new(64);
+        let mut out = Sink::default();
+        hub.connect(3, &mut out);
+        assert_eq!(
+            out.take(3),
+            "* welcome to reactor chat, you are guest3 in lobby; /help for commands\n"
+        );
+        hub.connect(7, &mut out);
+        assert_eq!(out.take(3), "* guest7 joined lobby\n");
+        assert!(out.take(7).starts_with("* welcome"));
+        assert_eq!(hub.nick(7).as_deref(), Some("guest7"));
+        assert_eq!(hub.nick(4), None);
+    }
+
+    #[test]
+    fn message_goes_to_others_only() {
+        let (mut hub, mut out) = hub(3);
+        assert_eq!(say(&mut hub, 1, "hello\n", &mut out), Verdict::Continue);
+        assert_eq!(out.recipients(), vec![0, 2]);
+        assert_eq!(out.take(0), "[lobby] guest1: hello\n");
+        assert_eq!(out.take(2), "[lobby] guest1: hello\n");
+    }
+
+    #[test]
+    fn alone_in_a_room_sends_nothing() {
+        let (mut hub, mut out) = hub(1);
+        say(&mut hub, 0, "anyone?\n", &mut out);
+        assert!(out.0.is_empty());
+    }
+
+    #[test]
+    fn many_lines_keep_sender_order() {
+        let (mut hub, mut out) = hub(2);
+        let script: String = (0..500).map(|i| format!("line {i}\n")).collect();
+        say(&mut hub, 0, &script, &mut out);
+        let expected: String = (0..500)
+            .map(|i| format!("[lobby] guest0: line {i}\n"))
+            .collect();
+        assert_eq!(out.take(1), expected);
+    }
+
+    #[test]
+    fn crlf_is_stripped() {
+        let (mut hub, mut out) = hub(2);
+        say(&mut hub, 0, "hi\r\n/nick bob\r\n", &mut out);
+        assert_eq!(out.take(1), "[lobby] guest0: hi\n* guest0 is now bob\n");
+        assert_eq!(out.take(0), "* you are now bob\n");
+    }
+
+    #[test]
+    fn empty_lines_are_ignored() {
+        let (mut hub, mut out) = hub(2);
+        say(&mut hub, 0, "\n\r\n\n", &mut out);
+        assert!(out.0.is_empty());
+    }
+
+    #[test]
+    fn double_slash_sends_one_slash() {
+        let (mut hub, mut out) = hub(2);
+        say(&mut hub, 0, "//shrug\n", &mut out);
+        assert_eq!(out.take(1), "[lobby] guest0: /shrug\n");
+        assert_eq!(out.take(0), "");
+    }
+
+    #[test]
+    fn nick_ok_notifies_room_and_replaces_old() {
+        let (mut hub, mut out) = hub(2);
+        say(&mut hub, 0, "/nick alice\n", &mut out);
+        assert_eq!(out.take(0), "* you are now alice\n");
+        assert_eq!(out.take(1), "* guest0 is now alice\n");
+        say(&mut hub, 0, "/nick alicia\nhi\n", &mut out);
+        assert_eq!(out.take(1), "* alice is now alicia\n[lobby] alicia: hi\n");
+        // The old nick was released.
+        say(&mut hub, 1, "/nick alice\n", &mut out);
+        assert_eq!(out.take(1), "* you are now alice\n");
+        assert_eq!(hub.nick(0).as_deref(), Some("alicia"));
+    }
+
+    #[test]
+    fn nick_taken() {
+        let (mut hub, mut out) = hub(2);
+        say(&mut hub, 0, "/nick bob\n", &mut out);
+        out.0.clear();
+        say(&mut hub, 1, "/nick bob\n", &mut out);
+        assert_eq!(out.take(1), "ERROR nick bob is taken\n");
+        assert_eq!(out.take(0), "");
+        assert_eq!(hub.nick(1).as_deref(), Some("guest1"));
+    }
+
+    #[test]
+    fn nick_invalid() {
+        let (mut hub, mut out) = hub(1);
+        let long = "x".repeat(33);
+        for bad in ["bo b", "bob!", "héllo", long.as_str()] {
+            say(&mut hub, 0, &format!("/nick {bad}\n"), &mut out);
+            assert_eq!(
+                out.take(0),
+                "ERROR invalid nick (1-32 of A-Z a-z 0-9 _ -)\n",
+                "{bad:?}"
+            );
+        }
+        say(
+            &mut hub,
+            0,
+            &format!("/nick {}\n", "x".repeat(32)),
+            &mut out,
+        );
+        assert_eq!(out.take(0), format!("* you are now {}\n", "x".repeat(32)));
+    }
+
+    #[test]
+    fn nick_guest_prefix_only_for_own_default() {
+        let (mut hub, mut out) = hub(2);
+        for bad in ["guest1", "GuestX", "guest05", "guest"] {
+            say(&mut hub, 0, &format!("/nick {bad}\n"), &mut out);
+            assert_eq!(
+                out.take(0),
+                "ERROR invalid nick (1-32 of A-Z a-z 0-9 _ -)\n"
+            );
+        }
+        say(&mut hub, 0, "/nick zed\n/nick guest0\n", &mut out);
+        assert_eq!(out.take(0), "* you are now zed\n* you are now guest0\n");
+        assert_eq!(out.take(1), "* guest0 is now zed\n* zed is now guest0\n");
+        assert!(hub.nicks.is_empty(), "back to the default stores nothing");
+        // Already the default: a reply, no notice.
+        say(&mut hub, 0, "/nick guest0\n", &mut out);
+        assert_eq!(out.take(0), "* you are now guest0\n");
+        assert_eq!(out.take(1), "");
+    }
+
+    #[test]
+    fn join_notifies_both_rooms_and_counts() {
+        let (mut hub, mut out) = hub(3);
+        say(&mut hub, 1, "/join games\n", &mut out);
+        assert_eq!(out.take(1), "* you joined games (1 members)\n");
+        assert_eq!(out.take(0), "* guest1 left lobby\n");
+        assert_eq!(out.take(2), "* guest1 left lobby\n");
+        say(&mut hub, 2, "/join games\n", &mut out);
+        assert_eq!(out.take(2), "* you joined games (2 members)\n");
+        assert_eq!(out.take(1), "* guest2 joined games\n");
+        assert_eq!(out.take(0), "* guest2 left lobby\n");
+        say(&mut hub, 2, "in games\n", &mut out);
+        assert_eq!(out.recipients(), vec![1]);
+        assert_eq!(out.take(1), "[games] guest2: in games\n");
+    }
+
+    #[test]
+    fn join_same_room_and_invalid_room() {
+        let (mut hub, mut out) = hub(2);
+        say(&mut hub, 0, "/join lobby\n", &mut out);
+        assert_eq!(out.take(0), "* you are already in lobby\n");
+        say(&mut hub, 0, "/join no/way\n", &mut out);
+        assert_eq!(
+            out.take(0),
+            "ERROR invalid room (1-32 of A-Z a-z 0-9 _ -)\n"
+        );
+        assert_eq!(out.take(1), "");
+    }
+
+    #[test]
+    fn empty_room_is_removed_but_lobby_stays() {
+        let (mut hub, mut out) = hub(1);
+        say(&mut hub, 0, "/join a\n", &mut out);
+        assert_eq!(hub.rooms(), 2);
+        say(&mut hub, 0, "/join b\n", &mut out);
+        assert_eq!(hub.rooms(), 2, "a was removed, lobby kept though empty");
+        assert_eq!(hub.rooms.len(), 2, "b reused a's table entry");
+        out.0.clear();
+        say(&mut hub, 0, "/rooms\n", &mut out);
+        assert_eq!(out.take(0), "* rooms: b (1), lobby (0)\n");
+    }
+
+    #[test]
+    fn who_lists_room_members() {
+        let (mut hub, mut out) = hub(3);
+        say(&mut hub, 1, "/nick bob\n", &mut out);
+        out.0.clear();
+        say(&mut hub, 0, "/who\n", &mut out);
+        assert_eq!(out.take(0), "* lobby: guest0, bob, guest2\n");
+        assert!(out.0.is_empty());
+    }
+
+    #[test]
+    fn who_stops_at_100_names() {
+        let (mut hub, mut out) = hub(103);
+        say(&mut hub, 0, "/who\n", &mut out);
+        let names: Vec<String> = (0..100).map(|i| format!("guest{i}")).collect();
+        assert_eq!(
+            out.take(0),
+            format!("* lobby: {}, and 3 more\n", names.join(", "))
+        );
+    }
+
+    #[test]
+    fn rooms_sorted_with_counts() {
+        let (mut hub, mut out) = hub(4);
+        say(&mut hub, 1, "/join games\n", &mut out);
+        say(&mut hub, 2, "/join art\n", &mut out);
+        out.0.clear();
+        say(&mut hub, 0, "/rooms\n", &mut out);
+        assert_eq!(out.take(0), "* rooms: art (1), games (1), lobby (2)\n");
+    }
+
+    #[test]
+    fn rooms_stops_at_100() {
+        let (mut hub, mut out) = hub(102);
+        for id in 1..102 {
+            say(&mut hub, id, &format!("/join r{id:03}\n"), &mut out);
+        }
+        out.0.clear();
+        say(&mut hub, 0, "/rooms\n", &mut out);
+        // Sorted by name: lobby, r001 .. r099 are listed; r100 and r101 are not.
+        let listed: Vec<String> = std::iter::once("lobby (1)".to_string())
+            .chain((1..100).map(|i| format!("r{i:03} (1)")))
+            .collect();
+        assert_eq!(
+            out.take(0),
+            format!("* rooms: {}, and 2 more\n", listed.join(", "))
+        );
+        assert_eq!(hub.rooms(), 102);
+    }
+
+    #[test]
+    fn quit_closes_and_notifies_once() {
+        let (mut hub, mut out) = hub(2);
+        let (used, verdict) = hub.input(0, b"/quit\nnot handled\n", &mut out);
+        assert_eq!((used, verdict), (18, Verdict::Close));
+        assert_eq!(out.take(0), "* bye\n");
+        assert_eq!(out.take(1), "* guest0 left lobby\n");
+        assert_eq!(hub.members(), 1);
+        hub.disconnect(0, Leave::Closed, &mut out);
+        assert!(out.0.is_empty(), "later disconnect is a no-op");
+        assert_eq!(hub.members(), 1);
+    }
+
+    #[test]
+    fn help_lines_start_with_star() {
+        let (mut hub, mut out) = hub(1);
+        say(&mut hub, 0, "/help\n", &mut out);
+        let help = out.take(0);
+        assert!(help.lines().count() >= 6);
+        assert!(help.lines().all(|l| l.starts_with("* ")), "{help}");
+        assert!(help.contains("/nick NAME") && help.contains("/join ROOM"));
+    }
+
+    #[test]
+    fn unknown_command() {
+        let (mut hub, mut out) = hub(2);
+        say(&mut hub, 0, "/dance now\n/\n", &mut out);
+        assert_eq!(
+            out.take(0),
+            "ERROR unknown command /dance (try /help)\nERROR unknown command / (try /help)\n"
+        );
+        assert_eq!(out.take(1), "");
+    }
+
+    #[test]
+    fn usage_errors() {
+        let (mut hub, mut out) = hub(1);
+        say(&mut hub, 0, "/nick\n/join   \n", &mut out);
+        assert_eq!(
+            out.take(0),
+            "ERROR usage: /nick NAME\nERROR usage: /join ROOM\n"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_dropped_and_connection_continues() {
+        let (mut hub, mut out) = hub(2);
+        let (used, verdict) = hub.input(0, b"bad \xff\xfe\nok\n", &mut out);
+        assert_eq!((used, verdict), (10, Verdict::Continue));
+        assert_eq!(out.take(0), "ERROR invalid UTF-8, line dropped\n");
+        assert_eq!(out.take(1), "[lobby] guest0: ok\n");
+    }
+
+    #[test]
+    fn too_long_complete_line_closes_after_earlier_lines() {
+        let mut hub = ChatHub::new(5);
+        let mut out = Sink::default();
+        hub.connect(0, &mut out);
+        hub.connect(1, &mut out);
+        out.0.clear();
+        // "12345" fits exactly, with \r\n too; "123456" does not.
+        let (used, verdict) = hub.input(0, b"12345\r\n123456\nlater\n", &mut out);
+        assert_eq!((used, verdict), (20, Verdict::Close));
+        assert_eq!(out.take(1), "[lobby] guest0: 12345\n");
+        assert_eq!(out.take(0), "ERROR line too long (max 5 bytes)\n");
+    }
+
+    #[test]
+    fn too_long_partial_line_closes() {
+        let mut hub = ChatHub::new(5);
+        let mut out = Sink::default();
+        hub.connect(0, &mut out);
+        hub.connect(1, &mut out);
+        out.0.clear();
+        // 6 bytes pending could still be "12345\r": wait for more.
+        assert_eq!(
+            hub.input(0, b"ok\n12345\r", &mut out),
+            (3, Verdict::Continue)
+        );
+        assert_eq!(out.take(0), "");
+        // 7 bytes and no newline: too long.
+        assert_eq!(hub.input(0, b"1234567", &mut out), (7, Verdict::Close));
+        assert_eq!(out.take(0), "ERROR line too long (max 5 bytes)\n");
+        assert_eq!(out.take(1), "[lobby] guest0: ok\n");
+    }
+
+    #[test]
+    fn partial_line_is_left_and_completed_later() {
+        let (mut hub, mut out) = hub(2);
+        let (used, verdict) = hub.input(0, b"one\ntw", &mut out);
+        assert_eq!((used, verdict), (4, Verdict::Continue));
+        assert_eq!(out.take(1), "[lobby] guest0: one\n");
+        assert_eq!(hub.input(0, b"tw", &mut out), (0, Verdict::Continue));
+        assert_eq!(hub.input(0, b"two\r\n", &mut out), (5, Verdict::Continue));
+        assert_eq!(out.take(1), "[lobby] guest0: two\n");
+    }
+
+    #[test]
+    fn byte_at_a_time_equals_whole() {
+        let script: &[u8] = b"hi\r\n\n//x\n/nick neo\n/join zion\n/who\n/rooms\n\xff\n\
+            /join lobby\n/bogus\n/nick\nbye\r\n123456789012\npartial";
+        // 4: closes at "/nick neo"; 10: at "123456789012"; 64: ends with a partial line.
+        let cases = [
+            (4, Verdict::Close),
+            (10, Verdict::Close),
+            (64, Verdict::Continue),
+        ];
+        for (max_line, verdict) in cases {
+            let run = |bytewise: bool| {
+                let mut hub = ChatHub::new(max_line);
+                let mut out = Sink::default();
+                for id in 0..3 {
+                    hub.connect(id, &mut out);
+                }
+                let verdict = if bytewise {
+                    say_bytewise(&mut hub, 1, script, &mut out)
+                } else {
+                    hub.input(1, script, &mut out).1
+                };
+                (verdict, out)
+            };
+            let (whole_verdict, whole) = run(false);
+            let (bytes_verdict, bytes) = run(true);
+            assert_eq!(whole_verdict, bytes_verdict, "max_line {max_line}");
+            assert_eq!(whole, bytes, "max_line {max_line}");
+            assert_eq!(whole_verdict, verdict, "max_line {max_line}");
+            assert!(whole.0.values().map(Vec::len).sum::<usize>() > 300);
+        }
+    }
+
+    #[test]
+    fn disconnect_reasons_choose_the_notice() {
+        let cases = [
+            (Leave::Quit, "* guest1 left lobby\n"),
+            (Leave::Closed, "* guest1 left lobby\n"),
+            (Leave::TooSlow, "* guest1 left lobby (too slow)\n"),
+            (Leave::TimedOut, "* guest1 left lobby (idle)\n"),
+            (Leave::Shutdown, ""),
+        ];
+        for (why, notice) in cases {
+            let (mut hub, mut out) = hub(2);
+            hub.disconnect(1, why, &mut out);
+            assert_eq!(out.take(0), notice, "{why:?}");
+            assert_eq!(out.take(1), "", "{why:?}: nothing to the leaver");
+            assert_eq!(hub.members(), 1);
+        }
+    }
+
+    #[test]
+    fn disconnect_frees_nick_and_room() {
+        let (mut hub, mut out) = hub(2);
+        say(&mut hub, 0, "/nick trin\n/join den\n", &mut out);
+        assert_eq!(hub.rooms(), 2);
+        hub.disconnect(0, Leave::Closed, &mut out);
+        out.0.clear();
+        assert_eq!(hub.rooms(), 1);
+        say(&mut hub, 1, "/nick trin\n", &mut out);
+        assert_eq!(out.take(1), "* you are now trin\n");
+    }
+
+    #[test]
+    fn unknown_ids_are_harmless() {
+        let (mut hub, mut out) = hub(1);
+        hub.disconnect(42, Leave::Closed, &mut out);
+        assert_eq!(hub.input(42, b"hi\n", &mut out), (3, Verdict::Close));
+        assert!(out.0.is_empty());
+        assert_eq!(hub.members(), 1);
+    }
+
+    #[test]
+    fn announce_reaches_every_member() {
+        let (mut hub, mut out) = hub(3);
+        say(&mut hub, 2, "/join elsewhere\n", &mut out);
+        out.0.clear();
+        hub.announce("* server shutting down", &mut out);
+        for id in 0..3 {
+            assert_eq!(out.take(id), "* server shutting down\n");
+        }
+        hub.announce("* again\n", &mut out);
+        assert_eq!(out.take(0), "* again\n");
+    }
+
+    #[test]
+    fn member_and_room_counts() {
+        let (mut hub, mut out) = hub(0);
+        assert_eq!((hub.members(), hub.rooms()), (0, 1));
+        for id in 0..4 {
+            hub.connect(id, &mut out);
+        }
+        say(&mut hub, 0, "/join a\n", &mut out);
+        say(&mut hub, 1, "/join b\n", &mut out);
+        assert_eq!((hub.members(), hub.rooms()), (4, 3));
+        hub.disconnect(1, Leave::Closed, &mut out);
+        assert_eq!((hub.members(), hub.rooms()), (3, 2));
+        // Reconnecting a live id replaces it silently rather than double-counting.
+        hub.connect(0, &mut out);
+        assert_eq!((hub.members(), hub.rooms()), (3, 1));
+    }
+
+    #[test]
+    fn swap_remove_fixes_the_moved_members_slot() {
+        let (mut hub, mut out) = hub(5);
+        hub.disconnect(2, Leave::Closed, &mut out);
+        out.0.clear();
+        // Member 4 was moved into slot 2: it must still be found and fanned out to.
+        say(&mut hub, 4, "moved\n", &mut out);
+        assert_eq!(out.recipients(), vec![0, 1, 3]);
+        hub.disconnect(4, Leave::Closed, &mut out);
+        out.0.clear();
+        say(&mut hub, 0, "left\n", &mut out);
+        assert_eq!(out.recipients(), vec![1, 3]);
+        assert_eq!(out.take(1), "[lobby] guest0: left\n");
+        out.0.clear();
+        say(&mut hub, 3, "/who\n", &mut out);
+        assert_eq!(out.take(3), "* lobby: guest0, guest1, guest3\n");
+    }
+
+    #[test]
+    fn idle_member_stays_small() {
+        // room + slot + optional nick: three words on 64-bit targets.
+        assert!(size_of::<Member>() <= 3 * size_of::<usize>());
+    }
+}

@@ -1,0 +1,56 @@
+//! The services: protocol logic as sans-I/O state machines.
+//!
+//! Nothing in this module touches a socket. Each service takes bytes that
+//! arrived and says what to send and whether to close; the reactor
+//! (`src/reactor/`) moves the bytes. That split keeps every protocol
+//! testable in memory, byte by byte, and keeps the loop readable.
+
+pub mod chat;
+pub mod echo;
+pub mod greet;
+
+/// What a service tells the reactor after it handled some input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep the connection open and keep reading.
+    Continue,
+    /// Stop reading, send what is queued, then close (a lingering close:
+    /// FIN first, so the client reads our last bytes before any reset).
+    Close,
+}
+
+/// Where a service puts bytes for a connection. The reactor implements it
+/// over its connections (enforcing each one's output cap); tests implement
+/// it over a map of `Vec<u8>`.
+pub trait Outbox {
+    /// Queue `bytes` for connection `to` (a slab key). Never blocks.
+    fn send(&mut self, to: usize, bytes: &[u8]);
+}
+
+/// Which service a listener or connection belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Seed 000's greeting.
+    Greet,
+    /// TCP echo.
+    Echo,
+    /// UDP echo.
+    Udp,
+    /// Line chat with rooms.
+    Chat,
+    /// Echo over a Unix stream socket.
+    Unix,
+}
+
+impl Service {
+    /// The short name used in logs and error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Greet => "greet",
+            Service::Echo => "echo",
+            Service::Udp => "udp",
+            Service::Chat => "chat",
+            Service::Unix => "unix",
+        }
+    }
+}

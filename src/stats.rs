@@ -1,0 +1,66 @@
+//! The loop's counters: kept as plain integers by the one thread that
+//! owns them (no atomics on the hot path), copied out as a snapshot a few
+//! times a second for other threads (`Handle::stats`) and at exit.
+
+use std::fmt;
+
+/// Counters and gauges of one reactor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections accepted (and kept) since start.
+    pub accepted: u64,
+    /// Connections turned away at `--max-conns` (or while shutting down).
+    pub refused: u64,
+    /// Connections open now (gauge).
+    pub open: u64,
+    /// Connections closed since start.
+    pub closed: u64,
+    /// Bytes read from clients (TCP, Unix and UDP).
+    pub bytes_in: u64,
+    /// Bytes written to clients (TCP, Unix and UDP).
+    pub bytes_out: u64,
+    /// Readiness events handled.
+    pub events: u64,
+    /// Polls that returned at least one event.
+    pub wakeups: u64,
+    /// Loop iterations (polls, including timeouts).
+    pub iterations: u64,
+    /// Connections closed by a deadline (idle, linger, flush).
+    pub timeouts: u64,
+    /// Chat members dropped for not reading (output caps).
+    pub slow_dropped: u64,
+    /// UDP datagrams received.
+    pub udp_in: u64,
+    /// UDP datagrams sent back.
+    pub udp_out: u64,
+    /// UDP replies dropped because the send queue was full.
+    pub udp_dropped: u64,
+    /// Accept errors for lack of fds (EMFILE/ENFILE), each retried later.
+    pub accept_errors: u64,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "accepted={} refused={} open={} closed={} timeouts={} slow_dropped={} \
+             bytes_in={} bytes_out={} udp_in={} udp_out={} udp_dropped={} \
+             events={} wakeups={} iterations={} accept_errors={}",
+            self.accepted,
+            self.refused,
+            self.open,
+            self.closed,
+            self.timeouts,
+            self.slow_dropped,
+            self.bytes_in,
+            self.bytes_out,
+            self.udp_in,
+            self.udp_out,
+            self.udp_dropped,
+            self.events,
+            self.wakeups,
+            self.iterations,
+            self.accept_errors
+        )
+    }
+}

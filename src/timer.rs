@@ -1,0 +1,152 @@
+//! The reactor's clock and its one timer structure.
+//!
+//! Time is read once per loop iteration (`Clock::tick`), as Redis caches
+//! its time: every deadline set during that iteration uses the same "now".
+//! Times are milliseconds since the reactor started, in a `u64`.
+//!
+//! Connection deadlines live in a binary heap with *lazy re-arming*: a
+//! connection keeps its current deadline in a field, and activity only
+//! moves that field forward (no heap operation per read). When the heap
+//! entry comes due, the reactor looks at the field: if it moved, the entry
+//! is pushed again at the new time; if not, the deadline has passed. So
+//! each connection has exactly one heap entry, and a busy connection costs
+//! one heap push per timeout period, not one per byte.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+/// Milliseconds since the reactor started.
+pub type Millis = u64;
+
+/// The loop's cached clock.
+#[derive(Debug)]
+pub struct Clock {
+    /// When the reactor started: time zero.
+    start: Instant,
+    /// "Now" for this iteration, in ms since `start`.
+    now: Millis,
+}
+
+impl Clock {
+    /// A clock starting at zero.
+    pub fn new() -> Clock {
+        Clock {
+            start: Instant::now(),
+            now: 0,
+        }
+    }
+
+    /// Reads the OS clock; call once per iteration.
+    pub fn tick(&mut self) -> Millis {
+        // +1 keeps every deadline > 0, so 0 can mean "no deadline".
+        self.now = self.start.elapsed().as_millis() as Millis + 1;
+        self.now
+    }
+
+    /// "Now" as of the last tick.
+    pub fn now(&self) -> Millis {
+        self.now
+    }
+
+    /// `now + d`, or 0 (no deadline) when `d` is zero.
+    pub fn after(&self, d: Duration) -> Millis {
+        if d.is_zero() {
+            0
+        } else {
+            self.now + d.as_millis() as Millis
+        }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// One heap entry: at `when`, look at connection `key` (if its `id` still
+/// matches: slab keys are reused, ids are not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Due {
+    /// When to look.
+    pub when: Millis,
+    /// Slab key of the connection.
+    pub key: usize,
+    /// The connection's serial id when the entry was pushed.
+    pub id: u32,
+}
+
+/// A min-heap of connection deadlines.
+#[derive(Debug, Default)]
+pub struct Timers {
+    /// Entries, earliest first.
+    heap: BinaryHeap<Reverse<Due>>,
+}
+
+impl Timers {
+    /// An empty timer heap.
+    pub fn new() -> Timers {
+        Timers::default()
+    }
+
+    /// Schedules a look at connection `key`/`id` at `when`.
+    pub fn push(&mut self, when: Millis, key: usize, id: u32) {
+        self.heap.push(Reverse(Due { when, key, id }));
+    }
+
+    /// The earliest entry's time, if any.
+    pub fn next(&self) -> Option<Millis> {
+        self.heap.peek().map(|Reverse(d)| d.when)
+    }
+
+    /// Removes and returns the earliest entry if it is due at `now`.
+    pub fn pop_due(&mut self, now: Millis) -> Option<Due> {
+        match self.heap.peek() {
+            Some(Reverse(d)) if d.when <= now => self.heap.pop().map(|Reverse(d)| d),
+            _ => None,
+        }
+    }
+
+    /// Entries held (live and stale).
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+/// Milliseconds from `now` until `deadline` as a poll timeout.
+pub fn timeout_until(now: Millis, deadline: Millis) -> Duration {
+    Duration::from_millis(deadline.saturating_sub(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_in_deadline_order_and_only_when_due() {
+        let mut t = Timers::new();
+        t.push(30, 1, 1);
+        t.push(10, 2, 2);
+        t.push(20, 3, 3);
+        assert_eq!(t.next(), Some(10));
+        assert_eq!(t.pop_due(9), None);
+        assert_eq!(t.pop_due(25).map(|d| d.key), Some(2));
+        assert_eq!(t.pop_due(25).map(|d| d.key), Some(3));
+        assert_eq!(t.pop_due(25), None);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn zero_duration_means_no_deadline() {
+        let mut c = Clock::new();
+        c.tick();
+        assert_eq!(c.after(Duration::ZERO), 0);
+        assert!(c.after(Duration::from_millis(5)) >= c.now() + 5);
+    }
+}
