@@ -8,9 +8,12 @@
 
 use std::io::{self, Read};
 
-/// Size of a fresh buffer: one read's worth, and the chunk every pooled
-/// buffer shrinks back to.
+/// Size of a read buffer: one read's worth.
 pub const CHUNK: usize = 16 * 1024;
+
+/// Size of a small output buffer: a chat line or a greeting fits, so fan-out
+/// to ten thousand members does not pin ten thousand 16 KiB chunks.
+pub const SMALL: usize = 512;
 
 /// A byte queue: `bytes[head..tail]` holds data, `bytes[tail..]` is room
 /// for more. The Vec is kept fully initialised (its `len` is its size) so
@@ -101,15 +104,19 @@ impl Buffer {
     }
 }
 
-/// A free list of buffers, bounded in count.
+/// Free lists of buffers in two sizes, each bounded in count.
+///
+/// Buffers are boxed on purpose: a connection holds `Option<Box<Buffer>>`,
+/// one word, and buffers move between it and the pool without copying.
 #[derive(Debug)]
 pub struct Pool {
-    /// Buffers ready for reuse, each empty and `CHUNK` bytes. Boxed on
-    /// purpose: a connection holds `Option<Box<Buffer>>`, one word, and
-    /// buffers move between the two without copying their header.
+    /// Empty `CHUNK`-sized buffers, for reads and large output.
     #[allow(clippy::vec_box)]
-    free: Vec<Box<Buffer>>,
-    /// Most buffers kept on the free list; the rest are freed.
+    chunks: Vec<Box<Buffer>>,
+    /// Empty `SMALL`-sized buffers, for short output (chat lines).
+    #[allow(clippy::vec_box)]
+    smalls: Vec<Box<Buffer>>,
+    /// Most buffers kept on each free list; the rest are freed.
     keep: usize,
 }
 
@@ -117,31 +124,43 @@ impl Pool {
     /// A pool that keeps at most `keep` free buffers.
     pub fn new(keep: usize) -> Pool {
         Pool {
-            free: Vec::new(),
+            chunks: Vec::new(),
+            smalls: Vec::new(),
             keep,
         }
     }
 
-    /// An empty buffer: a pooled one if any, else a new one.
+    /// An empty `CHUNK` buffer (for a read): a pooled one if any, else new.
     pub fn get(&mut self) -> Box<Buffer> {
-        self.free
+        self.chunks
             .pop()
             .unwrap_or_else(|| Box::new(Buffer::with_size(CHUNK)))
     }
 
-    /// Returns a buffer. A buffer that grew past `CHUNK` is shrunk back,
-    /// and past `keep` free buffers it is simply freed.
+    /// An empty buffer fit for `n` bytes of output: small if they fit in
+    /// `SMALL`, else a chunk. It grows later if more is queued.
+    pub fn get_for(&mut self, n: usize) -> Box<Buffer> {
+        if n > SMALL {
+            return self.get();
+        }
+        self.smalls
+            .pop()
+            .unwrap_or_else(|| Box::new(Buffer::with_size(SMALL)))
+    }
+
+    /// Returns a buffer to the free list of its size. A buffer that grew to
+    /// another size, or one past `keep` on its list, is freed instead.
     pub fn put(&mut self, mut buf: Box<Buffer>) {
-        if self.free.len() >= self.keep {
-            return;
+        let list = match buf.bytes.len() {
+            CHUNK => &mut self.chunks,
+            SMALL => &mut self.smalls,
+            _ => return,
+        };
+        if list.len() < self.keep {
+            buf.head = 0;
+            buf.tail = 0;
+            list.push(buf);
         }
-        buf.head = 0;
-        buf.tail = 0;
-        if buf.bytes.len() != CHUNK {
-            buf.bytes.truncate(CHUNK);
-            buf.bytes.shrink_to_fit();
-        }
-        self.free.push(buf);
     }
 
     /// Gives `slot`'s buffer back if it is empty, leaving `None`: the rule
@@ -154,9 +173,9 @@ impl Pool {
         }
     }
 
-    /// Free buffers held right now.
+    /// Free buffers held right now (both sizes).
     pub fn free_count(&self) -> usize {
-        self.free.len()
+        self.chunks.len() + self.smalls.len()
     }
 }
 
@@ -177,16 +196,30 @@ mod tests {
     }
 
     #[test]
-    fn grows_past_chunk_and_shrinks_on_return() {
+    fn grown_buffers_are_freed_not_pooled() {
         let mut pool = Pool::new(4);
         let mut b = pool.get();
         let big = vec![7u8; CHUNK * 3 + 5];
         b.extend(&big);
         assert_eq!(b.data(), &big[..]);
         pool.put(b);
+        assert_eq!(pool.free_count(), 0);
         let b = pool.get();
         assert!(b.is_empty());
         assert_eq!(b.spare(), CHUNK);
+    }
+
+    #[test]
+    fn small_output_gets_a_small_buffer_that_can_grow() {
+        let mut pool = Pool::new(4);
+        let mut b = pool.get_for(20);
+        assert_eq!(b.spare(), SMALL);
+        b.extend(&[1u8; SMALL + 1]);
+        assert_eq!(b.len(), SMALL + 1);
+        assert!(pool.get_for(SMALL + 1).spare() >= CHUNK);
+        let small = pool.get_for(1);
+        pool.put(small);
+        assert_eq!(pool.get_for(3).spare(), SMALL, "reused from the small list");
     }
 
     #[test]

@@ -97,7 +97,9 @@ impl Conn {
     /// Queues `bytes` for the client, taking a buffer from `pool` if the
     /// connection has none.
     pub fn queue(&mut self, bytes: &[u8], pool: &mut Pool) {
-        self.output.get_or_insert_with(|| pool.get()).extend(bytes);
+        self.output
+            .get_or_insert_with(|| pool.get_for(bytes.len()))
+            .extend(bytes);
     }
 
     /// Queues a whole buffer: moved in without copying if nothing else is

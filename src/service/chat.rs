@@ -48,6 +48,12 @@ const LOBBY: u32 = 0;
 const LOBBY_NAME: &str = "lobby";
 /// Longest nick or room name, in bytes (the charset is ASCII).
 const MAX_NAME: usize = 32;
+/// Default for the largest room that still gets join, leave and nick
+/// notices. Each notice goes to every member, so filling a room of N
+/// members with notices costs O(N^2) bytes: 10,000 members joining one
+/// room would queue 100 million lines. Large chat systems mute these
+/// notices in big rooms for the same reason; `/who` still lists members.
+pub const NOTICE_LIMIT: usize = 100;
 /// Most names listed by `/who` and `/rooms` before `, and N more`.
 const MAX_LISTED: usize = 100;
 /// Reply to `/help`.
@@ -113,6 +119,9 @@ pub struct ChatHub {
     nicks: HashMap<Box<str>, usize>,
     /// The line being sent, formatted once per fan-out and reused.
     scratch: Vec<u8>,
+    /// Rooms with more members than this get no join, leave or nick
+    /// notices (see `NOTICE_LIMIT`).
+    notice_limit: usize,
 }
 
 /// A member's nick for formatting: custom, or `guest<id>` without storing it.
@@ -169,7 +178,14 @@ impl ChatHub {
             room_index: BTreeMap::from([(LOBBY_NAME.into(), LOBBY)]),
             nicks: HashMap::new(),
             scratch: Vec::new(),
+            notice_limit: NOTICE_LIMIT,
         }
+    }
+
+    /// Sets the largest room size that still gets join, leave and nick
+    /// notices (0: never send them).
+    pub fn set_notice_limit(&mut self, limit: usize) {
+        self.notice_limit = limit;
     }
 
     /// A new member: welcome line to it, join `lobby`, notice to the room.
@@ -198,7 +214,7 @@ impl ChatHub {
             &mut self.scratch,
             format_args!("* guest{id} joined {LOBBY_NAME}\n"),
         );
-        self.broadcast(LOBBY, id, out);
+        self.notify(LOBBY, id, out);
     }
 
     /// Bytes from member `id`: handles every complete line; returns how many
@@ -389,7 +405,9 @@ impl ChatHub {
         };
         if !unchanged {
             fill(&mut self.scratch, format_args!("* {old} is now {name}\n"));
-            room.broadcast(id, &self.scratch, out);
+            if room.members.len() <= self.notice_limit {
+                room.broadcast(id, &self.scratch, out);
+            }
             self.rename(id, (!own_default).then_some(name));
         }
         send_line(
@@ -435,7 +453,7 @@ impl ChatHub {
             format_args!("* {} left {}\n", m.nick(id), old.name),
         );
         self.unplace(id);
-        self.broadcast(old_index, id, out);
+        self.notify(old_index, id, out);
         self.reap(old_index);
 
         let new_index = self.open_room(name);
@@ -448,8 +466,10 @@ impl ChatHub {
             &mut self.scratch,
             format_args!("* {} joined {name}\n", m.nick(id)),
         );
-        new.broadcast(id, &self.scratch, out);
         let n = new.members.len();
+        if n <= self.notice_limit {
+            new.broadcast(id, &self.scratch, out);
+        }
         let msg = format_args!("* you joined {name} ({n} members)\n");
         send_line(&mut self.scratch, id, out, msg);
     }
@@ -511,14 +531,17 @@ impl ChatHub {
             self.count -= 1;
         }
         if reason.is_some() {
-            self.broadcast(index, id, out);
+            self.notify(index, id, out);
         }
         self.reap(index);
     }
 
-    /// Sends the scratch line to room `index`, except to `except`.
-    fn broadcast(&self, index: u32, except: usize, out: &mut impl Outbox) {
-        if let Some(room) = room(&self.rooms, index) {
+    /// Sends the scratch line, a notice, to room `index` except `except`,
+    /// unless the room is over the notice limit.
+    fn notify(&self, index: u32, except: usize, out: &mut impl Outbox) {
+        if let Some(room) = room(&self.rooms, index)
+            && room.members.len() <= self.notice_limit
+        {
             room.broadcast(except, &self.scratch, out);
         }
     }
@@ -714,6 +737,39 @@ mod tests {
             }
         }
         Verdict::Continue
+    }
+
+    #[test]
+    fn notices_are_muted_in_rooms_over_the_limit() {
+        let mut hub = ChatHub::new(64);
+        hub.set_notice_limit(2);
+        let mut out = Sink::default();
+        hub.connect(0, &mut out);
+        hub.connect(1, &mut out);
+        assert_eq!(
+            out.take(0),
+            "* welcome to reactor chat, you are guest0 in lobby; /help for commands\n* guest1 joined lobby\n"
+        );
+        out.take(1);
+        hub.connect(2, &mut out);
+        assert_eq!(
+            out.take(0),
+            "",
+            "a room of 3 is over the limit of 2: no join notice"
+        );
+        hub.input(2, b"hello\n", &mut out);
+        assert_eq!(
+            out.take(0),
+            "[lobby] guest2: hello\n",
+            "messages still flow"
+        );
+        assert_eq!(out.take(1), "[lobby] guest2: hello\n");
+        hub.disconnect(2, Leave::Closed, &mut out);
+        assert_eq!(
+            out.take(1),
+            "* guest2 left lobby\n",
+            "back at 2 members: notices again"
+        );
     }
 
     #[test]
