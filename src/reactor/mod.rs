@@ -74,9 +74,10 @@ const WAKER: Token = Token(usize::MAX - 2);
 /// Housekeeping period (publishing stats for other threads): 10 Hz, as
 /// Redis's default `hz`.
 const CRON_MS: Millis = 100;
-/// File descriptors kept free below the open-files limit: listeners, the
-/// poll fd, the signal pipe, log files, and one accept past the cap.
-pub const FD_RESERVE: usize = 64;
+/// File descriptors kept free below the open-files limit, beyond those
+/// already open at start (listeners, the poll fd, the signal pipe): room
+/// for the accept that refuses a client past the cap, and for files.
+pub const FD_RESERVE: usize = 32;
 /// Free buffers the pool keeps (16 KiB each: at most 4 MiB held idle).
 const POOL_KEEP: usize = 256;
 /// Events taken from the kernel per poll.
@@ -168,8 +169,7 @@ impl Reactor {
     pub fn new(config: Config) -> Result<Reactor> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let mut limits = config.limits.clone();
-        clamp_max_conns(&mut limits);
+        let limits = config.limits.clone();
         let mut reactor = Reactor {
             poll,
             slab: Slab::new(),
@@ -208,6 +208,7 @@ impl Reactor {
                 .register(&mut signals, SIGNALS, Interest::READABLE)?;
             reactor.signals = Some(signals);
         }
+        clamp_max_conns(&mut reactor.limits);
         Ok(reactor)
     }
 
@@ -596,16 +597,19 @@ impl Reactor {
     }
 }
 
-/// Keeps `max_conns` below the open-files limit, with a reserve, so accept
-/// meets EMFILE only when something else holds fds.
+/// Keeps `max_conns` below the open-files limit, less the fds open now
+/// and a reserve, so accept meets EMFILE only when something else takes
+/// fds (another thread of the process, files being served).
 fn clamp_max_conns(limits: &mut Limits) {
     let Ok((soft, _)) = sys::nofile_limit() else {
         return;
     };
-    let room = (soft as usize).saturating_sub(FD_RESERVE).max(1);
+    let in_use = std::fs::read_dir("/proc/self/fd").map_or(16, |d| d.count());
+    let reserve = in_use + FD_RESERVE;
+    let room = (soft as usize).saturating_sub(reserve).max(1);
     if limits.max_conns > room {
         warn!(
-            "max-conns {} is over the open-files limit {soft} less a reserve of {FD_RESERVE}: using {room}",
+            "max-conns {} is over the open-files limit {soft} less {reserve} fds in use or reserved: using {room}",
             limits.max_conns
         );
         limits.max_conns = room;
