@@ -31,6 +31,7 @@ macro_rules! outbox {
             too_slow: &mut $r.too_slow,
             limits: &$r.limits,
             now: $r.clock.now(),
+            bytes_out: &mut $r.stats.bytes_out,
         }
     };
 }

@@ -7,10 +7,16 @@
 //! for pub/sub): a member over the hard limit, or over the soft limit for
 //! longer than allowed, goes on the `too_slow` list. It is dropped after
 //! the hub call returns, never in the middle of a fan-out.
+//!
+//! A member is judged on what the kernel would not take, not on what one
+//! burst queued: once a member has a chunk's worth queued, the outbox
+//! writes it out right away, and only what is left counts against the caps.
+//! Otherwise one large read from a sender would push every reader over a
+//! small cap before a single write was tried.
 
 use slab::Slab;
 
-use crate::buf::Pool;
+use crate::buf::{CHUNK, Pool};
 use crate::config::Limits;
 use crate::service::Outbox;
 use crate::timer::Millis;
@@ -31,6 +37,8 @@ pub struct ConnOutbox<'a> {
     pub limits: &'a Limits,
     /// The reactor's "now".
     pub now: Millis,
+    /// The reactor's count of bytes written.
+    pub bytes_out: &'a mut u64,
 }
 
 impl Outbox for ConnOutbox<'_> {
@@ -43,6 +51,13 @@ impl Outbox for ConnOutbox<'_> {
             return;
         }
         conn.queue(bytes, self.pool);
+        if conn.pending() >= CHUNK {
+            // A write error here is met again by the flush before sleep,
+            // which closes the connection; nothing to do about it now.
+            if let Ok(n) = conn.flush(self.pool) {
+                *self.bytes_out += n as u64;
+            }
+        }
         let pending = conn.pending();
         let limits = self.limits;
         if pending > limits.chat_output_hard {
