@@ -71,7 +71,8 @@ impl Buffer {
     }
 
     /// Makes room for `n` more bytes at the tail: first by sliding the data
-    /// to the front, then by growing (doubling) the storage.
+    /// to the front, then by growing the storage to the next power of two
+    /// (a grown buffer is freed, not pooled, when it empties).
     pub fn reserve(&mut self, n: usize) {
         if self.bytes.len() - self.tail >= n {
             return;
@@ -82,7 +83,7 @@ impl Buffer {
             self.head = 0;
         }
         if self.bytes.len() - self.tail < n {
-            let want = (self.tail + n).next_power_of_two().max(CHUNK);
+            let want = (self.tail + n).next_power_of_two();
             self.bytes.resize(want, 0);
         }
     }
@@ -118,6 +119,9 @@ pub struct Pool {
     smalls: Vec<Box<Buffer>>,
     /// Most buffers kept on each free list; the rest are freed.
     keep: usize,
+    /// Fewest chunks and smalls that sat unused on the free lists since
+    /// the last `trim`: that many were not needed, and can go.
+    unused: (usize, usize),
 }
 
 impl Pool {
@@ -127,14 +131,29 @@ impl Pool {
             chunks: Vec::new(),
             smalls: Vec::new(),
             keep,
+            unused: (0, 0),
         }
+    }
+
+    /// Frees the buffers that sat unused since the last call, so memory
+    /// taken by a burst goes back once the burst is over. Call it on a
+    /// slow tick (the reactor does, once a second).
+    pub fn trim(&mut self) {
+        let (chunks, smalls) = self.unused;
+        self.chunks
+            .truncate(self.chunks.len() - chunks.min(self.chunks.len()));
+        self.smalls
+            .truncate(self.smalls.len() - smalls.min(self.smalls.len()));
+        self.chunks.shrink_to_fit();
+        self.smalls.shrink_to_fit();
+        self.unused = (self.chunks.len(), self.smalls.len());
     }
 
     /// An empty `CHUNK` buffer (for a read): a pooled one if any, else new.
     pub fn get(&mut self) -> Box<Buffer> {
-        self.chunks
-            .pop()
-            .unwrap_or_else(|| Box::new(Buffer::with_size(CHUNK)))
+        let buf = self.chunks.pop();
+        self.unused.0 = self.unused.0.min(self.chunks.len());
+        buf.unwrap_or_else(|| Box::new(Buffer::with_size(CHUNK)))
     }
 
     /// An empty buffer fit for `n` bytes of output: small if they fit in
@@ -143,9 +162,9 @@ impl Pool {
         if n > SMALL {
             return self.get();
         }
-        self.smalls
-            .pop()
-            .unwrap_or_else(|| Box::new(Buffer::with_size(SMALL)))
+        let buf = self.smalls.pop();
+        self.unused.1 = self.unused.1.min(self.smalls.len());
+        buf.unwrap_or_else(|| Box::new(Buffer::with_size(SMALL)))
     }
 
     /// Returns a buffer to the free list of its size. A buffer that grew to
@@ -220,6 +239,23 @@ mod tests {
         let small = pool.get_for(1);
         pool.put(small);
         assert_eq!(pool.get_for(3).spare(), SMALL, "reused from the small list");
+    }
+
+    #[test]
+    fn trim_frees_what_sat_unused_for_a_whole_period() {
+        let mut pool = Pool::new(8);
+        let bufs: Vec<_> = (0..4).map(|_| pool.get()).collect();
+        for b in bufs {
+            pool.put(b);
+        }
+        pool.trim(); // period 1 saw the pool empty: nothing was surplus
+        assert_eq!(pool.free_count(), 4);
+        let b = pool.get(); // period 2 dips to 3 free
+        pool.put(b);
+        pool.trim(); // 3 sat unused all period: freed
+        assert_eq!(pool.free_count(), 1);
+        pool.trim(); // the last one sat unused too
+        assert_eq!(pool.free_count(), 0);
     }
 
     #[test]

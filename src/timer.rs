@@ -71,8 +71,9 @@ impl Default for Clock {
 pub struct Due {
     /// When to look.
     pub when: Millis,
-    /// Slab key of the connection.
-    pub key: usize,
+    /// Slab key of the connection (u32 keeps an entry at 16 bytes; keys
+    /// stay below `max_conns`).
+    pub key: u32,
     /// The connection's serial id when the entry was pushed.
     pub id: u32,
 }
@@ -92,6 +93,7 @@ impl Timers {
 
     /// Schedules a look at connection `key`/`id` at `when`.
     pub fn push(&mut self, when: Millis, key: usize, id: u32) {
+        let key = key as u32;
         self.heap.push(Reverse(Due { when, key, id }));
     }
 
@@ -138,6 +140,7 @@ mod tests {
         assert_eq!(t.pop_due(9), None);
         assert_eq!(t.pop_due(25).map(|d| d.key), Some(2));
         assert_eq!(t.pop_due(25).map(|d| d.key), Some(3));
+        assert_eq!(std::mem::size_of::<Due>(), 16);
         assert_eq!(t.pop_due(25), None);
         assert_eq!(t.len(), 1);
     }

@@ -10,8 +10,7 @@ use mio::Token;
 use crate::buf::Buffer;
 use crate::config::Limits;
 use crate::service::chat::Leave;
-use crate::service::greet::GREETING;
-use crate::service::{Service, Verdict};
+use crate::service::{Service, Verdict, echo, greet};
 use crate::timer::{Millis, Timers};
 
 use super::accept::{self, AcceptError, Accepted, FULL_LINE, classify, refuse};
@@ -83,7 +82,9 @@ impl Reactor {
             Phase::Open | Phase::Draining => match c.service {
                 // Backpressure: a client that does not read its echo stops
                 // being read; the kernel's window then stops the client.
-                Service::Echo | Service::Unix => c.pending() < limits.echo_output_cap,
+                Service::Echo | Service::Unix => {
+                    echo::wants_input(c.pending(), limits.echo_output_cap)
+                }
                 _ => true,
             },
             // Lingering reads only to discard, so the close sends FIN, not RST.
@@ -211,13 +212,19 @@ impl Reactor {
             Phase::Lingering => self.close(key, Leave::Closed),
             // Half-close: echo sends what it still has, then closes; a chat
             // member who hung up leaves the room now.
-            _ => {
-                if c.service == Service::Chat {
+            _ => match c.service {
+                Service::Echo | Service::Unix => {
+                    if echo::on_eof() == Verdict::Close {
+                        self.begin_close(key);
+                    }
+                }
+                Service::Chat => {
                     self.chat.disconnect(key, Leave::Closed, &mut outbox!(self));
                     self.drop_too_slow();
+                    self.begin_close(key);
                 }
-                self.begin_close(key);
-            }
+                Service::Greet | Service::Udp => self.begin_close(key),
+            },
         }
     }
 
@@ -430,10 +437,13 @@ impl Reactor {
     fn on_open(&mut self, key: usize, service: Service) {
         match service {
             Service::Greet => {
+                let (greeting, verdict) = greet::on_open();
                 if let Some(Slot::Conn(c)) = self.slab.get_mut(key) {
-                    c.queue(GREETING, &mut self.pool);
+                    c.queue(greeting, &mut self.pool);
                 }
-                self.begin_close(key);
+                if verdict == Verdict::Close {
+                    self.begin_close(key);
+                }
             }
             Service::Chat => {
                 self.chat.connect(key, &mut outbox!(self));

@@ -468,7 +468,8 @@ impl Reactor {
     fn run_timers(&mut self) {
         let now = self.clock.now();
         while let Some(due) = self.timers.pop_due(now) {
-            let Some(Slot::Conn(c)) = self.slab.get_mut(due.key) else {
+            let key = due.key as usize;
+            let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
                 continue;
             };
             // A stale entry: another connection now holds this key, or this
@@ -478,10 +479,10 @@ impl Reactor {
             }
             if c.deadline > now {
                 // Activity moved the deadline: look again then (lazy re-arm).
-                self.timers.push(c.deadline, due.key, c.id);
+                self.timers.push(c.deadline, key, c.id);
                 continue;
             }
-            self.expire(due.key);
+            self.expire(key);
         }
         for i in 0..self.listeners.len() {
             let key = self.listeners[i];
@@ -494,8 +495,7 @@ impl Reactor {
             }
         }
         if now >= self.next_cron {
-            self.next_cron = now + CRON_MS;
-            self.publish_stats();
+            self.cron(now);
         }
         if self.shutdown_at != 0 && now >= self.shutdown_at && self.open > 0 {
             warn!(
@@ -503,6 +503,16 @@ impl Reactor {
                 self.open
             );
             self.close_all();
+        }
+    }
+
+    /// Housekeeping, 10 times a second: publish the counters; once a
+    /// second, give back pool buffers a burst left unused.
+    fn cron(&mut self, now: Millis) {
+        self.next_cron = now + CRON_MS;
+        self.publish_stats();
+        if now / 1000 != (now - CRON_MS.min(now)) / 1000 {
+            self.pool.trim();
         }
     }
 

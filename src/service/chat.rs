@@ -17,14 +17,15 @@
 //!
 //! # Data layout, and why
 //!
-//! A chat server mostly holds idle members, so a member is three words:
-//! [`Member`] is its room (a `u32` index into the room table), its slot in
-//! that room's member list, and an optional custom nick. The default nick
-//! `guest<id>` is derived from the id when needed, never stored. Members
-//! live in a `Vec` indexed by connection id (ids are slab keys: dense and
-//! reused), so a lookup is one bounds check. Per member that is one
-//! `Option<Member>` (32 bytes on 64-bit) plus one `usize` in its room's
-//! list; the hub keeps no per-member buffers (the reactor owns the I/O).
+//! A chat server mostly holds idle members, so a member is two `u32`s:
+//! [`Member`] is its room (an index into the room table) and its slot in
+//! that room's member list. The default nick `guest<id>` is derived from
+//! the id when needed, never stored; custom nicks live in two maps (id to
+//! nick, nick to id) that only members with a nick occupy. Members live in
+//! a `Vec` indexed by connection id (ids are slab keys: dense and reused),
+//! so a lookup is one bounds check. Per member that is one
+//! `Option<Member>` (12 bytes) plus one `usize` in its room's list; the
+//! hub keeps no per-member buffers (the reactor owns the I/O).
 //!
 //! Each room keeps a `Vec` of member ids. The member's slot makes leaving
 //! O(1): `swap_remove`, then fix the slot of the member moved into the
@@ -87,8 +88,6 @@ struct Member {
     room: u32,
     /// Its index in that room's `members` (for O(1) removal).
     slot: u32,
-    /// Its custom nick; `None` means the default `guest<id>`.
-    nick: Option<Box<str>>,
 }
 
 /// One room.
@@ -117,6 +116,9 @@ pub struct ChatHub {
     room_index: BTreeMap<Box<str>, u32>,
     /// Custom nick to its owner's id, for uniqueness.
     nicks: HashMap<Box<str>, usize>,
+    /// Member id to its custom nick. Kept out of `Member` so a member that
+    /// never picks a nick (most of them) costs 12 bytes, not 32.
+    custom: HashMap<usize, Box<str>>,
     /// The line being sent, formatted once per fan-out and reused.
     scratch: Vec<u8>,
     /// Rooms with more members than this get no join, leave or nick
@@ -141,13 +143,11 @@ impl fmt::Display for Nick<'_> {
     }
 }
 
-impl Member {
-    /// This member's nick, given its id.
-    fn nick(&self, id: usize) -> Nick<'_> {
-        Nick {
-            id,
-            custom: self.nick.as_deref(),
-        }
+/// Member `id`'s nick for formatting, given the custom-nick table.
+fn nick_of(custom: &HashMap<usize, Box<str>>, id: usize) -> Nick<'_> {
+    Nick {
+        id,
+        custom: custom.get(&id).map(|n| &**n),
     }
 }
 
@@ -177,6 +177,7 @@ impl ChatHub {
             free_rooms: Vec::new(),
             room_index: BTreeMap::from([(LOBBY_NAME.into(), LOBBY)]),
             nicks: HashMap::new(),
+            custom: HashMap::new(),
             scratch: Vec::new(),
             notice_limit: NOTICE_LIMIT,
         }
@@ -199,7 +200,6 @@ impl ChatHub {
         self.members[id] = Some(Member {
             room: LOBBY,
             slot: 0,
-            nick: None,
         });
         self.count += 1;
         self.place(id, LOBBY);
@@ -287,7 +287,7 @@ impl ChatHub {
     /// `String` because default nicks are not stored; this is for logs only,
     /// never called on the message path.
     pub fn nick(&self, id: usize) -> Option<String> {
-        member(&self.members, id).map(|m| m.nick(id).to_string())
+        member(&self.members, id).map(|_| nick_of(&self.custom, id).to_string())
     }
 
     /// Handles one line, without its ending, within the length limit.
@@ -327,13 +327,13 @@ impl ChatHub {
 
     /// Sends `text` to the other members of `id`'s room.
     fn say(&mut self, id: usize, text: &str, out: &mut impl Outbox) {
-        let Some((m, room)) = locate(&self.members, &self.rooms, id) else {
+        let Some((_, room)) = locate(&self.members, &self.rooms, id) else {
             return;
         };
         if room.members.len() < 2 {
             return; // nobody else to hear it: skip the formatting too
         }
-        let nick = m.nick(id);
+        let nick = nick_of(&self.custom, id);
         fill(
             &mut self.scratch,
             format_args!("[{}] {nick}: {text}\n", room.name),
@@ -394,10 +394,10 @@ impl ChatHub {
             let msg = format_args!("ERROR nick {name} is taken\n");
             return send_line(&mut self.scratch, id, out, msg);
         }
-        let Some((m, room)) = locate(&self.members, &self.rooms, id) else {
+        let Some((_, room)) = locate(&self.members, &self.rooms, id) else {
             return;
         };
-        let old = m.nick(id);
+        let old = nick_of(&self.custom, id);
         // Taking the nick you already have: confirm it, tell nobody.
         let unchanged = match old.custom {
             Some(custom) => custom == name,
@@ -420,14 +420,14 @@ impl ChatHub {
 
     /// Sets `id`'s custom nick (`None`: back to the default), keeping `nicks` in step.
     fn rename(&mut self, id: usize, nick: Option<&str>) {
-        let Some(m) = self.members.get_mut(id).and_then(Option::as_mut) else {
+        if member(&self.members, id).is_none() {
             return;
-        };
-        if let Some(old) = m.nick.take() {
+        }
+        if let Some(old) = self.custom.remove(&id) {
             self.nicks.remove(&old);
         }
         if let Some(nick) = nick {
-            m.nick = Some(nick.into());
+            self.custom.insert(id, nick.into());
             self.nicks.insert(nick.into(), id);
         }
     }
@@ -450,7 +450,7 @@ impl ChatHub {
         let old_index = m.room;
         fill(
             &mut self.scratch,
-            format_args!("* {} left {}\n", m.nick(id), old.name),
+            format_args!("* {} left {}\n", nick_of(&self.custom, id), old.name),
         );
         self.unplace(id);
         self.notify(old_index, id, out);
@@ -459,12 +459,12 @@ impl ChatHub {
         let new_index = self.open_room(name);
         self.place(id, new_index);
         // Look the member up again: `place` changed its room and slot.
-        let Some((m, new)) = locate(&self.members, &self.rooms, id) else {
+        let Some((_, new)) = locate(&self.members, &self.rooms, id) else {
             return;
         };
         fill(
             &mut self.scratch,
-            format_args!("* {} joined {name}\n", m.nick(id)),
+            format_args!("* {} joined {name}\n", nick_of(&self.custom, id)),
         );
         let n = new.members.len();
         if n <= self.notice_limit {
@@ -482,8 +482,9 @@ impl ChatHub {
         fill(&mut self.scratch, format_args!("* {}: ", room.name));
         for (i, &other) in room.members.iter().take(MAX_LISTED).enumerate() {
             let sep = if i == 0 { "" } else { ", " };
-            if let Some(m) = member(&self.members, other) {
-                push(&mut self.scratch, format_args!("{sep}{}", m.nick(other)));
+            if member(&self.members, other).is_some() {
+                let nick = nick_of(&self.custom, other);
+                push(&mut self.scratch, format_args!("{sep}{nick}"));
             }
         }
         finish_list(&mut self.scratch, room.members.len());
@@ -516,7 +517,7 @@ impl ChatHub {
             Leave::Shutdown => None,
         };
         if let Some(reason) = reason {
-            let nick = m.nick(id);
+            let nick = nick_of(&self.custom, id);
             fill(
                 &mut self.scratch,
                 format_args!("* {nick} left {}{reason}\n", room.name),
@@ -1215,7 +1216,7 @@ mod tests {
 
     #[test]
     fn idle_member_stays_small() {
-        // room + slot + optional nick: three words on 64-bit targets.
-        assert!(size_of::<Member>() <= 3 * size_of::<usize>());
+        // room + slot, plus the Option's tag: 12 bytes per member slot.
+        assert!(size_of::<Option<Member>>() <= 12);
     }
 }

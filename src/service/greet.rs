@@ -5,3 +5,23 @@
 
 /// The bytes seed 000's server sends (no newline, exactly as the seed).
 pub const GREETING: &[u8] = b"Thank you for connecting";
+
+use super::Verdict;
+
+/// What a greet connection does when it opens: send the greeting, then
+/// close once it is flushed. Input is never read (it would be discarded).
+pub fn on_open() -> (&'static [u8], Verdict) {
+    (GREETING, Verdict::Close)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greets_with_the_seed_bytes_then_closes() {
+        let (bytes, verdict) = on_open();
+        assert_eq!(bytes, b"Thank you for connecting");
+        assert_eq!(verdict, Verdict::Close);
+    }
+}
