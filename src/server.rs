@@ -15,6 +15,29 @@ use crate::service::Service;
 use crate::stats::Stats;
 
 /// A bound server, ready to run.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use reactor::{Config, Server, Service};
+///
+/// let mut config = Config::empty();
+/// config.echo = Some("127.0.0.1:0".parse().unwrap()); // port 0: the OS picks
+/// let server = Server::bind(config).unwrap();
+/// let addr = server.local_addr(Service::Echo).unwrap();
+/// let handle = server.handle();
+/// let thread = std::thread::spawn(move || server.run());
+///
+/// let mut client = std::net::TcpStream::connect(addr).unwrap();
+/// client.write_all(b"hello").unwrap();
+/// let mut echoed = [0; 5];
+/// client.read_exact(&mut echoed).unwrap();
+/// assert_eq!(&echoed, b"hello");
+///
+/// drop(client);
+/// handle.shutdown(); // as SIGTERM would: finish, flush, close
+/// let stats = thread.join().unwrap().unwrap();
+/// assert_eq!(stats.accepted, 1);
+/// ```
 pub struct Server {
     /// The event loop that will serve.
     reactor: Reactor,
