@@ -63,6 +63,15 @@ impl Buffer {
         }
     }
 
+    /// Drops the last `n` bytes of data (queued, never to be sent).
+    pub fn truncate_back(&mut self, n: usize) {
+        self.tail -= n.min(self.len());
+        if self.head == self.tail {
+            self.head = 0;
+            self.tail = 0;
+        }
+    }
+
     /// Appends `data`, growing the storage if it does not fit.
     pub fn extend(&mut self, data: &[u8]) {
         self.reserve(data.len());
@@ -256,6 +265,18 @@ mod tests {
         assert_eq!(pool.free_count(), 1);
         pool.trim(); // the last one sat unused too
         assert_eq!(pool.free_count(), 0);
+    }
+
+    #[test]
+    fn truncate_back_drops_queued_tail() {
+        let mut pool = Pool::new(1);
+        let mut b = pool.get();
+        b.extend(b"line one\nline two\n");
+        b.consume(5);
+        b.truncate_back(9);
+        assert_eq!(b.data(), b"one\n");
+        b.truncate_back(100);
+        assert!(b.is_empty());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! What to serve and the limits to serve it under.
 //!
-//! Every limit here has a command-line flag (see `src/cli.rs`) and a line in
-//! `docs/LIMITS.md`. Defaults follow what the research found in Redis, nginx
-//! and memcached, scaled to this project.
+//! The limits a user tunes have a command-line flag (see `src/cli.rs`);
+//! the fairness knobs (`accepts_per_tick`, `read_budget`) and `udp_queue`
+//! are set in code. Defaults follow what Redis, nginx and memcached do,
+//! scaled to this project.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -9,7 +9,7 @@ use std::fmt;
 pub struct Stats {
     /// Connections accepted (and kept) since start.
     pub accepted: u64,
-    /// Connections turned away at `--max-conns` (or while shutting down).
+    /// Connections turned away at `--max-conns`.
     pub refused: u64,
     /// Connections open now (gauge).
     pub open: u64,

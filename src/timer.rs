@@ -8,9 +8,11 @@
 //! connection keeps its current deadline in a field, and activity only
 //! moves that field forward (no heap operation per read). When the heap
 //! entry comes due, the reactor looks at the field: if it moved, the entry
-//! is pushed again at the new time; if not, the deadline has passed. So
-//! each connection has exactly one heap entry, and a busy connection costs
-//! one heap push per timeout period, not one per byte.
+//! is pushed again at the new time; if not, the deadline has passed. So a
+//! connection normally has one heap entry, and a busy connection costs one
+//! heap push per timeout period, not one per byte. Only a deadline moved
+//! *earlier* (a close starting its short linger) pushes a second entry;
+//! the later one finds the connection gone or re-arms harmlessly.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -49,7 +51,14 @@ impl Clock {
         self.now
     }
 
-    /// `now + d`, or 0 (no deadline) when `d` is zero.
+    /// `now + d`, always a real deadline (even for `d` zero: then it is
+    /// due at the next timer phase).
+    pub fn at(&self, d: Duration) -> Millis {
+        self.now + d.as_millis() as Millis
+    }
+
+    /// `now + d`, or 0 (no deadline) when `d` is zero: for timeouts where
+    /// zero means "never", like the idle timeout.
     pub fn after(&self, d: Duration) -> Millis {
         if d.is_zero() {
             0

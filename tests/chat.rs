@@ -278,6 +278,20 @@ fn chat_slow_reader_is_dropped_others_get_everything() {
         tail.len(),
         String::from_utf8_lossy(&tail[tail.len().saturating_sub(120)..])
     );
+    // Whole lines, then the error on a line of its own: the backlog is cut
+    // at a line boundary, never in the middle of a chat line.
+    let error = "ERROR too slow: output limit reached, disconnecting\n";
+    assert!(
+        text.ends_with(error),
+        "stream ends {:?}",
+        &text[text.len().saturating_sub(120)..]
+    );
+    let before = &text[..text.len() - error.len()];
+    assert!(
+        before.is_empty() || before.ends_with('\n'),
+        "the ERROR line follows a cut-off line: {:?}",
+        &before[before.len().saturating_sub(120)..]
+    );
 }
 
 /// Promise: /nick renames (and others see the new name), /join moves a member

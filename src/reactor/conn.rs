@@ -22,7 +22,8 @@ pub enum Phase {
     /// FIN sent: read and discard until the client's FIN (or the linger
     /// deadline), so closing does not reset unread data away.
     Lingering,
-    /// Done: on the free list, removed from the slab after this iteration.
+    /// Done: on the reactor's `closed` list, removed from the slab after
+    /// this iteration.
     /// Events still in this batch for its token are no-ops.
     Closed,
 }

@@ -62,7 +62,7 @@ impl Reactor {
             trace!("conn {}: wrote {n} bytes, {} pending", c.id, c.pending());
             self.stats.bytes_out += n as u64;
             let when = match c.phase {
-                Phase::Flushing => self.clock.after(self.limits.linger),
+                Phase::Flushing => self.clock.at(self.limits.linger),
                 _ => self.clock.after(self.limits.idle_timeout),
             };
             rearm(&mut self.timers, key, c, when);
@@ -234,7 +234,7 @@ impl Reactor {
             && c.is_serving()
         {
             c.phase = Phase::Flushing;
-            let when = self.clock.after(self.limits.linger);
+            let when = self.clock.at(self.limits.linger);
             rearm(&mut self.timers, key, c, when);
         }
     }
@@ -337,8 +337,18 @@ impl Reactor {
                 c.id,
                 c.pending()
             );
-            if let Some(buf) = c.output.take() {
-                self.pool.put(buf);
+            // Discard the backlog, but finish the line the client may be in
+            // the middle of (a write can stop mid-line), so it reads whole
+            // lines and then the error.
+            if let Some(mut buf) = c.output.take() {
+                let keep = buf
+                    .data()
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1);
+                let drop = buf.len() - keep;
+                buf.truncate_back(drop);
+                c.output = Some(buf);
             }
             c.queue(TOO_SLOW_LINE, &mut self.pool);
             c.soft_since = 0;
@@ -456,6 +466,9 @@ impl Reactor {
 
     /// One turn of UDP echo.
     pub(super) fn drive_udp(&mut self, key: usize) {
+        if self.shutdown_at != 0 {
+            return; // the socket is closed at the end of this turn
+        }
         if self.udp_buf.is_empty() {
             self.udp_buf = vec![0; super::udp::RECV_BUF];
         }

@@ -79,7 +79,8 @@ const CRON_MS: Millis = 100;
 /// already open at start (listeners, the poll fd, the signal pipe): room
 /// for the accept that refuses a client past the cap, and for files.
 pub const FD_RESERVE: usize = 32;
-/// Free buffers the pool keeps (16 KiB each: at most 4 MiB held idle).
+/// Free buffers the pool keeps of each size (chunks of 16 KiB and smalls of
+/// 512 B: at most 4.1 MiB, and trimmed back once a second when unused).
 const POOL_KEEP: usize = 256;
 /// Events taken from the kernel per poll.
 const EVENT_BATCH: usize = 1024;
@@ -556,7 +557,8 @@ impl Reactor {
             grace.as_secs_f64()
         );
         // Stop accepting: listeners and the UDP socket are freed after this
-        // batch (their events later in it are no-ops: `accept` checks).
+        // batch (their events later in it are no-ops: `accept` and
+        // `drive_udp` check `shutdown_at`).
         self.closed.append(&mut self.listeners);
         self.announce("* server shutting down");
         let keys: Vec<usize> = self
