@@ -8,6 +8,7 @@
 pub mod chat;
 pub mod echo;
 pub mod greet;
+pub mod http;
 
 /// What a service tells the reactor after it handled some input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
