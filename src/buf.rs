@@ -108,6 +108,19 @@ impl Buffer {
         Ok(n)
     }
 
+    /// Makes room for `n` bytes, then lets `fill` write into exactly that
+    /// room (e.g. a positioned file read); keeps what it reports written.
+    pub fn fill_with(
+        &mut self,
+        n: usize,
+        fill: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.reserve(n);
+        let got = fill(&mut self.bytes[self.tail..self.tail + n])?;
+        self.tail += got.min(n);
+        Ok(got.min(n))
+    }
+
     /// Room left before the storage would have to grow or slide.
     pub fn spare(&self) -> usize {
         self.bytes.len() - self.tail

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Limits};
+use crate::service::http::HttpConfig;
 
 /// A single-threaded event-loop server on mio, and the tools around it.
 #[derive(Debug, Parser)]
@@ -48,6 +49,21 @@ pub struct ServeArgs {
     /// Echo on a Unix stream socket at PATH (a stale socket file is replaced)
     #[arg(long, value_name = "PATH")]
     pub unix: Option<PathBuf>,
+    /// HTTP/1.1: "Hello, client!" at /, counters at /stats and /metrics [default: 127.0.0.1:8000]
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// HTTP: serve the files under DIR (like python -m http.server)
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// HTTP: a request head must arrive within this long (408 and close)
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// HTTP: close an idle keep-alive connection after this long
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+    /// HTTP: largest request body read (and discarded); more gets 413
+    #[arg(long, value_name = "BYTES", default_value = "1m", value_parser = parse_size)]
+    pub max_body: usize,
     /// Most open connections; past it a client gets one error line and is closed
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_conns: usize,
@@ -90,7 +106,8 @@ impl ServeArgs {
             || self.echo.is_some()
             || self.udp.is_some()
             || self.chat.is_some()
-            || self.unix.is_some();
+            || self.unix.is_some()
+            || self.http.is_some();
         let base = if any {
             Config::empty()
         } else {
@@ -99,6 +116,8 @@ impl ServeArgs {
         let limits = Limits {
             max_conns: self.max_conns,
             idle_timeout: self.idle_timeout,
+            header_timeout: self.header_timeout,
+            keepalive_timeout: self.keepalive_timeout,
             max_line: self.max_line,
             echo_output_cap: self.echo_output_cap,
             chat_output_hard: self.chat_output_hard,
@@ -114,6 +133,12 @@ impl ServeArgs {
             udp: self.udp.or(base.udp),
             chat: self.chat.or(base.chat),
             unix: self.unix.clone(),
+            http: self.http.or(base.http),
+            http_config: HttpConfig {
+                root: self.root.clone(),
+                max_body: self.max_body as u64,
+                ..HttpConfig::default()
+            },
             reuse_port: self.reuse_port,
             handle_signals: true,
             limits,
@@ -168,7 +193,7 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DEFAULT_CHAT, DEFAULT_ECHO, DEFAULT_GREET, DEFAULT_UDP};
+    use crate::config::{DEFAULT_CHAT, DEFAULT_ECHO, DEFAULT_GREET, DEFAULT_HTTP, DEFAULT_UDP};
 
     #[test]
     fn durations() {

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::service::http::HttpConfig;
+
 /// Default greet address: seed 000's port.
 pub const DEFAULT_GREET: &str = "127.0.0.1:12345";
 /// Default TCP echo address.
@@ -17,6 +19,8 @@ pub const DEFAULT_ECHO: &str = "127.0.0.1:8080";
 pub const DEFAULT_UDP: &str = "127.0.0.1:8000";
 /// Default chat address.
 pub const DEFAULT_CHAT: &str = "127.0.0.1:9000";
+/// Default HTTP address: seed 001's `http.server` port.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8000";
 
 /// The services one reactor runs and the limits it enforces.
 #[derive(Clone, Debug)]
@@ -31,6 +35,10 @@ pub struct Config {
     pub chat: Option<SocketAddr>,
     /// Echo on a Unix stream socket at this path.
     pub unix: Option<PathBuf>,
+    /// HTTP/1.1 (hello, `/stats`, `/metrics`, static files).
+    pub http: Option<SocketAddr>,
+    /// What HTTP serves (`root`) and its request limits.
+    pub http_config: HttpConfig,
     /// Set `SO_REUSEPORT` on listening sockets so several processes (or
     /// reactors) can share a port.
     pub reuse_port: bool,
@@ -49,6 +57,12 @@ pub struct Limits {
     pub max_conns: usize,
     /// Close a connection that has moved no bytes for this long (zero: never).
     pub idle_timeout: Duration,
+    /// HTTP: a request head must arrive whole within this long of its first
+    /// byte (of accept, for the first request); trickling bytes do not
+    /// extend it. Past it: 408 and close.
+    pub header_timeout: Duration,
+    /// HTTP: an idle keep-alive connection is closed (silently) after this.
+    pub keepalive_timeout: Duration,
     /// Longest chat line in bytes, without its line ending.
     pub max_line: usize,
     /// Echo stops reading a client once this much output is pending.
@@ -77,6 +91,8 @@ impl Default for Limits {
         Limits {
             max_conns: 10_000,
             idle_timeout: Duration::from_secs(300),
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(60),
             max_line: 4096,
             echo_output_cap: 64 * 1024,
             chat_output_hard: 1024 * 1024,
@@ -100,6 +116,8 @@ impl Config {
             udp: None,
             chat: None,
             unix: None,
+            http: None,
+            http_config: HttpConfig::default(),
             reuse_port: false,
             handle_signals: false,
             limits: Limits::default(),
@@ -115,6 +133,7 @@ impl Config {
             echo: parse(DEFAULT_ECHO),
             udp: parse(DEFAULT_UDP),
             chat: parse(DEFAULT_CHAT),
+            http: parse(DEFAULT_HTTP),
             ..Config::empty()
         }
     }

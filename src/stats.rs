@@ -37,6 +37,8 @@ pub struct Stats {
     pub udp_dropped: u64,
     /// Accept errors for lack of fds (EMFILE/ENFILE), each retried later.
     pub accept_errors: u64,
+    /// HTTP responses sent.
+    pub http_requests: u64,
 }
 
 impl fmt::Display for Stats {
@@ -45,7 +47,7 @@ impl fmt::Display for Stats {
             f,
             "accepted={} refused={} open={} closed={} timeouts={} slow_dropped={} \
              bytes_in={} bytes_out={} udp_in={} udp_out={} udp_dropped={} \
-             events={} wakeups={} iterations={} accept_errors={}",
+             http_requests={} events={} wakeups={} iterations={} accept_errors={}",
             self.accepted,
             self.refused,
             self.open,
@@ -57,6 +59,7 @@ impl fmt::Display for Stats {
             self.udp_in,
             self.udp_out,
             self.udp_dropped,
+            self.http_requests,
             self.events,
             self.wakeups,
             self.iterations,

@@ -8,6 +8,8 @@ use crate::service::Service;
 use crate::timer::Millis;
 use crate::transport::Transport;
 
+use super::http::HttpExtra;
+
 /// Where a connection is in its life. Closing is staged, so the client
 /// reads our last bytes before any reset (nginx's lingering close).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +42,9 @@ pub struct Conn {
     pub input: Option<Box<Buffer>>,
     /// Bytes queued for the client and not yet written; `None` when empty.
     pub output: Option<Box<Buffer>>,
+    /// HTTP only: a body being discarded or a file being sent; `None`
+    /// between requests (so an idle keep-alive connection pays 8 bytes).
+    pub http: Option<Box<HttpExtra>>,
     /// When the timer should look at this connection (ms on the reactor
     /// clock; 0 = no deadline). Moved forward on activity; see `timer.rs`.
     pub deadline: Millis,
@@ -76,6 +81,7 @@ impl Conn {
             transport,
             input: None,
             output: None,
+            http: None,
             deadline: 0,
             soft_since: 0,
             id,

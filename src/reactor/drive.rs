@@ -15,6 +15,7 @@ use crate::timer::{Millis, Timers};
 
 use super::accept::{self, AcceptError, Accepted, FULL_LINE, classify, refuse};
 use super::conn::{Conn, Phase, is_disconnect};
+use super::http::{HTTP_INPUT_CAP, http_busy, more_after_eof};
 use super::outbox::ConnOutbox;
 use super::udp::UdpTurn;
 use super::{Reactor, Slot};
@@ -36,9 +37,12 @@ impl Reactor {
     /// Does all the work connection `key`'s readiness allows: write what is
     /// queued, read and answer, write the answers, then advance closing.
     pub(super) fn drive(&mut self, key: usize) {
+        let http = matches!(self.slab.get(key), Some(Slot::Conn(c)) if c.service == Service::Http);
         let step = self
             .flush_conn(key)
+            .and_then(|()| if http { self.http_work(key) } else { Ok(()) })
             .and_then(|()| self.read_conn(key))
+            .and_then(|()| if http { self.http_work(key) } else { Ok(()) })
             .and_then(|()| self.flush_conn(key));
         match step {
             Ok(()) => self.settle(key),
@@ -61,11 +65,10 @@ impl Reactor {
         if n > 0 {
             trace!("conn {}: wrote {n} bytes, {} pending", c.id, c.pending());
             self.stats.bytes_out += n as u64;
-            let when = match c.phase {
-                Phase::Flushing => self.clock.at(self.limits.linger),
-                _ => self.clock.after(self.limits.idle_timeout),
+            self.refresh_deadline(key);
+            let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
+                return Ok(());
             };
-            rearm(&mut self.timers, key, c, when);
             // Echo paused at its output cap may read again now: its input
             // is still waiting (readiness remembered), but no new edge will
             // come for it, so put it on the ready list.
@@ -76,6 +79,32 @@ impl Reactor {
         Ok(())
     }
 
+    /// Moves connection `key`'s deadline after progress: the linger while
+    /// closing; for HTTP, the keep-alive timeout between requests, the send
+    /// timeout (the idle timeout) while a response goes out, and the header
+    /// deadline left as it is while a request is arriving; for the others,
+    /// the idle timeout.
+    fn refresh_deadline(&mut self, key: usize) {
+        let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
+            return;
+        };
+        let when = match c.phase {
+            Phase::Flushing => self.clock.at(self.limits.linger),
+            Phase::Lingering | Phase::Closed => return,
+            Phase::Open | Phase::Draining if c.service == Service::Http => {
+                if http_busy(c) {
+                    self.clock.after(self.limits.idle_timeout)
+                } else if c.input.is_some() || c.http.is_some() {
+                    return; // a request is arriving: its header deadline holds
+                } else {
+                    self.clock.after(self.limits.keepalive_timeout)
+                }
+            }
+            Phase::Open | Phase::Draining => self.clock.after(self.limits.idle_timeout),
+        };
+        rearm(&mut self.timers, key, c, when);
+    }
+
     /// True if connection `c` should take more input now.
     fn wants_input(c: &Conn, limits: &Limits) -> bool {
         match c.phase {
@@ -84,6 +113,12 @@ impl Reactor {
                 // being read; the kernel's window then stops the client.
                 Service::Echo | Service::Unix => {
                     echo::wants_input(c.pending(), limits.echo_output_cap)
+                }
+                // Requests buffered ahead are bounded; so is the output a
+                // client that pipelines without reading can make us hold.
+                Service::Http => {
+                    c.input.as_ref().map_or(0, |b| b.len()) < HTTP_INPUT_CAP
+                        && c.pending() < limits.echo_output_cap
                 }
                 _ => true,
             },
@@ -137,8 +172,10 @@ impl Reactor {
                     }
                     trace!("conn {}: read {n} bytes", c.id);
                     self.stats.bytes_in += n as u64;
-                    let when = self.clock.after(self.limits.idle_timeout);
-                    if c.is_serving() {
+                    // The first bytes of an HTTP request start its header
+                    // deadline (at accept it was already set).
+                    if c.service == Service::Http && c.http.is_none() && buf.len() == n {
+                        let when = self.clock.at(self.limits.header_timeout);
                         rearm(&mut self.timers, key, c, when);
                     }
                     budget = budget.saturating_sub(n);
@@ -182,8 +219,13 @@ impl Reactor {
                 }
             }
             Service::Chat => self.chat_input(key, buf),
+            Service::Http => {
+                c.input = Some(buf);
+                self.http_process(key);
+            }
             Service::Greet | Service::Udp => self.pool.put(buf),
         }
+        self.refresh_deadline(key);
     }
 
     /// Feeds chat input to the hub; keeps a trailing partial line.
@@ -223,6 +265,9 @@ impl Reactor {
                     self.drop_too_slow();
                     self.begin_close(key);
                 }
+                // HTTP answers the whole requests already buffered (settle
+                // closes once nothing more can be answered).
+                Service::Http => self.http_process(key),
                 Service::Greet | Service::Udp => self.begin_close(key),
             },
         }
@@ -246,10 +291,16 @@ impl Reactor {
                 return;
             };
             match c.phase {
-                Phase::Draining if !c.readable && c.pending() == 0 && !c.queued => {
+                Phase::Open if c.read_eof && c.service == Service::Http && !http_busy(c) => {
+                    if more_after_eof(c, &self.http_cfg) {
+                        return self.defer(key); // answer them next turn
+                    }
                     self.begin_close(key);
                 }
-                Phase::Flushing if c.pending() == 0 => {
+                Phase::Draining if !c.readable && !http_busy(c) && !c.queued => {
+                    self.begin_close(key);
+                }
+                Phase::Flushing if !http_busy(c) => {
                     // All sent: FIN, then wait for the client's FIN.
                     if let Err(e) = c.transport.shutdown_write() {
                         trace!("conn {}: shutdown: {e}", c.id);
@@ -290,6 +341,12 @@ impl Reactor {
         };
         debug!("conn {}: deadline passed ({:?}), closing", c.id, c.phase);
         self.stats.timeouts += 1;
+        if c.service == Service::Http && self.http_timeout_reply(key) {
+            // 408 for a request that did not arrive in time, then a staged
+            // close so the client reads it.
+            self.begin_close(key);
+            return self.drive(key);
+        }
         self.close(key, Leave::TimedOut);
     }
 
@@ -419,6 +476,10 @@ impl Reactor {
                     self.limits.max_conns
                 ),
             );
+            if service == Service::Http {
+                let reply = self.http_canned(503);
+                return refuse(client, &reply);
+            }
             return refuse(client, FULL_LINE);
         }
         let entry = self.slab.vacant_entry();
@@ -430,7 +491,12 @@ impl Reactor {
             info!("{}: cannot register {}: {e}", service.name(), client.peer);
             return;
         }
-        let when = self.clock.after(self.limits.idle_timeout);
+        let when = match service {
+            // Slowloris: the first request's head is due within the header
+            // timeout of accept, however slowly its bytes trickle in.
+            Service::Http => self.clock.at(self.limits.header_timeout),
+            _ => self.clock.after(self.limits.idle_timeout),
+        };
         rearm(&mut self.timers, key, &mut conn, when);
         entry.insert(Slot::Conn(conn));
         self.open += 1;
@@ -459,7 +525,7 @@ impl Reactor {
                 self.chat.connect(key, &mut outbox!(self));
                 self.drop_too_slow();
             }
-            Service::Echo | Service::Unix | Service::Udp => {}
+            Service::Echo | Service::Unix | Service::Http | Service::Udp => {}
         }
         self.drive(key);
     }

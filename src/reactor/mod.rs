@@ -39,6 +39,7 @@ macro_rules! outbox {
 mod accept;
 mod conn;
 mod drive;
+mod http;
 mod outbox;
 mod udp;
 
@@ -58,6 +59,7 @@ use crate::error::{Error, Result};
 use crate::listen;
 use crate::service::Service;
 use crate::service::chat::ChatHub;
+use crate::service::http::{DateCache, HttpConfig};
 use crate::stats::Stats;
 use crate::sys;
 use crate::timer::{Clock, Millis, Timers, timeout_until};
@@ -137,6 +139,12 @@ pub struct Reactor {
     unix_path: Option<std::path::PathBuf>,
     /// Chat rooms and members.
     chat: ChatHub,
+    /// What HTTP serves and its request limits.
+    http_cfg: HttpConfig,
+    /// The `Date` header value, formatted at most once a second.
+    date: DateCache,
+    /// Where HTTP responses are written before they are queued (reused).
+    http_out: Vec<u8>,
     /// The limits.
     limits: Limits,
     /// The counters.
@@ -187,6 +195,9 @@ impl Reactor {
             bound: Vec::new(),
             unix_path: None,
             chat: ChatHub::new(limits.max_line),
+            http_cfg: config.http_config.clone(),
+            date: DateCache::new(),
+            http_out: Vec::new(),
             stats: Stats::default(),
             open: 0,
             next_id: 1,
@@ -220,6 +231,7 @@ impl Reactor {
             (Service::Greet, config.greet),
             (Service::Echo, config.echo),
             (Service::Chat, config.chat),
+            (Service::Http, config.http),
         ];
         for (service, addr) in tcp {
             if let Some(addr) = addr {
@@ -570,7 +582,8 @@ impl Reactor {
         for key in keys {
             if let Some(Slot::Conn(c)) = self.slab.get_mut(key) {
                 match c.service {
-                    Service::Echo | Service::Unix => c.phase = Phase::Draining,
+                    // Finish what already arrived: echo it, answer it.
+                    Service::Echo | Service::Unix | Service::Http => c.phase = Phase::Draining,
                     _ => self.begin_close(key),
                 }
                 self.drive(key);

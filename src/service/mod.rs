@@ -41,6 +41,8 @@ pub enum Service {
     Chat,
     /// Echo over a Unix stream socket.
     Unix,
+    /// HTTP/1.1: hello, stats, static files.
+    Http,
 }
 
 impl Service {
@@ -52,6 +54,7 @@ impl Service {
             Service::Udp => "udp",
             Service::Chat => "chat",
             Service::Unix => "unix",
+            Service::Http => "http",
         }
     }
 }

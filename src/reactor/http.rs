@@ -1,0 +1,303 @@
+//! HTTP on the loop: feeding buffered requests to the sans-I/O
+//! `HttpConn`, streaming file bodies in bounded chunks, and the deadlines
+//! HTTP needs (a header deadline that trickling bytes do not extend, a
+//! keep-alive idle timeout between requests, 408 and 503).
+
+use std::io::{self, Write as _};
+use std::time::SystemTime;
+
+use crate::buf::CHUNK;
+use crate::service::Verdict;
+use crate::service::http::{FileBody, HttpConfig, HttpConn, Site, canned};
+use crate::stats::Stats;
+
+use super::conn::{Conn, Phase};
+use super::{Reactor, Slot};
+
+/// Most unparsed request bytes kept per connection: past this the loop
+/// stops reading it (requests buffered ahead are bounded).
+pub const HTTP_INPUT_CAP: usize = 64 * 1024;
+/// A file is read into the output only while less than this is queued: a
+/// client that does not read holds at most this much of a file.
+const FILE_WINDOW: usize = 4 * CHUNK;
+/// Rounds of `HttpConn::input` per connection per turn (each answers up to
+/// `max_pipeline` requests) before it yields to the others.
+const HTTP_ROUNDS: usize = 4;
+
+/// The per-connection HTTP state an idle keep-alive connection does not
+/// need, boxed so that idle connections pay one null pointer for it.
+#[derive(Debug)]
+pub struct HttpExtra {
+    /// Protocol state while a request body is being discarded.
+    pub proto: HttpConn,
+    /// A file body being streamed.
+    pub file: Option<FileBody>,
+}
+
+/// True if `c` still has response bytes to send (queued or in a file).
+pub fn http_busy(c: &Conn) -> bool {
+    c.pending() > 0 || c.http.as_ref().is_some_and(|x| x.file.is_some())
+}
+
+/// The protocol state of `c` (a fresh one between requests).
+fn proto_of(c: &Conn) -> HttpConn {
+    c.http.as_ref().map_or_else(HttpConn::new, |x| x.proto)
+}
+
+/// What `/stats` and `/metrics` show: the loop's counters and gauges.
+pub struct SiteView<'a> {
+    /// The counters.
+    pub stats: &'a Stats,
+    /// Open connections now.
+    pub open: usize,
+    /// Chat members now.
+    pub members: usize,
+    /// Chat rooms now.
+    pub rooms: usize,
+}
+
+impl SiteView<'_> {
+    /// Every figure as (name, kind, help, value): one list for both formats.
+    fn figures(&self) -> [(&'static str, &'static str, &'static str, u64); 19] {
+        let s = self.stats;
+        [
+            ("accepted", "counter", "Connections accepted.", s.accepted),
+            (
+                "refused",
+                "counter",
+                "Connections refused at max-conns.",
+                s.refused,
+            ),
+            ("open", "gauge", "Connections open.", self.open as u64),
+            ("closed", "counter", "Connections closed.", s.closed),
+            (
+                "timeouts",
+                "counter",
+                "Connections closed by a deadline.",
+                s.timeouts,
+            ),
+            (
+                "slow_dropped",
+                "counter",
+                "Chat members dropped for not reading.",
+                s.slow_dropped,
+            ),
+            (
+                "bytes_in",
+                "counter",
+                "Bytes read from clients.",
+                s.bytes_in,
+            ),
+            (
+                "bytes_out",
+                "counter",
+                "Bytes written to clients.",
+                s.bytes_out,
+            ),
+            (
+                "http_requests",
+                "counter",
+                "HTTP responses sent.",
+                s.http_requests,
+            ),
+            ("udp_in", "counter", "UDP datagrams received.", s.udp_in),
+            ("udp_out", "counter", "UDP datagrams sent.", s.udp_out),
+            (
+                "udp_dropped",
+                "counter",
+                "UDP replies dropped (queue full).",
+                s.udp_dropped,
+            ),
+            ("events", "counter", "Readiness events handled.", s.events),
+            (
+                "wakeups",
+                "counter",
+                "Polls that returned events.",
+                s.wakeups,
+            ),
+            ("iterations", "counter", "Loop iterations.", s.iterations),
+            (
+                "accept_errors",
+                "counter",
+                "Accept errors for lack of fds.",
+                s.accept_errors,
+            ),
+            (
+                "chat_members",
+                "gauge",
+                "Chat members now.",
+                self.members as u64,
+            ),
+            ("chat_rooms", "gauge", "Chat rooms now.", self.rooms as u64),
+            (
+                "pid",
+                "gauge",
+                "Process id of this server.",
+                std::process::id() as u64,
+            ),
+        ]
+    }
+}
+
+impl Site for SiteView<'_> {
+    fn stats_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, (name, _, _, value)) in self.figures().iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(out, "{sep}\"{name}\":{value}");
+        }
+        out.extend_from_slice(b"}\n");
+    }
+
+    fn metrics_text(&self, out: &mut Vec<u8>) {
+        for (name, kind, help, value) in self.figures() {
+            let _ = write!(
+                out,
+                "# HELP reactor_{name} {help}\n# TYPE reactor_{name} {kind}\nreactor_{name} {value}\n"
+            );
+        }
+    }
+}
+
+impl Reactor {
+    /// All the HTTP work connection `key` can do now: stream its file,
+    /// answer buffered requests, stream the file they may have started.
+    pub(super) fn http_work(&mut self, key: usize) -> io::Result<()> {
+        self.pump_file(key)?;
+        self.http_process(key);
+        self.pump_file(key)
+    }
+
+    /// Answers the requests buffered on connection `key`, in order, until
+    /// the input holds only a partial request, a file body must go first,
+    /// or this turn's share is used (then the ready list brings it back).
+    pub(super) fn http_process(&mut self, key: usize) {
+        for _ in 0..HTTP_ROUNDS {
+            let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
+                return;
+            };
+            if !c.is_serving() || c.http.as_ref().is_some_and(|x| x.file.is_some()) {
+                return;
+            }
+            let mut proto = proto_of(c);
+            let Some(input) = c.input.as_mut().filter(|b| !b.is_empty()) else {
+                return;
+            };
+            let site = SiteView {
+                stats: &self.stats,
+                open: self.open,
+                members: self.chat.members(),
+                rooms: self.chat.rooms(),
+            };
+            self.http_out.clear();
+            let date = self.date.get(SystemTime::now());
+            let p = proto.input(
+                input.data(),
+                &mut self.http_out,
+                &self.http_cfg,
+                date,
+                &site,
+            );
+            input.consume(p.consumed);
+            self.stats.http_requests += u64::from(p.responses);
+            if !self.http_out.is_empty() {
+                c.queue(&self.http_out, &mut self.pool);
+            }
+            self.pool.release_if_empty(&mut c.input);
+            // Keep the boxed state only while it says something.
+            if !proto.idle() || p.file.is_some() {
+                let extra = c
+                    .http
+                    .get_or_insert_with(|| Box::new(HttpExtra { proto, file: None }));
+                extra.proto = proto;
+                extra.file = p.file;
+            } else {
+                c.http = None;
+            }
+            if p.verdict == Verdict::Close {
+                self.begin_close(key);
+                return;
+            }
+            if !p.again {
+                return;
+            }
+        }
+        self.defer(key);
+    }
+
+    /// Reads the connection's file body into its output while less than
+    /// `FILE_WINDOW` is queued and the socket takes what is written.
+    fn pump_file(&mut self, key: usize) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        loop {
+            let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
+                return Ok(());
+            };
+            if matches!(c.phase, Phase::Closed | Phase::Lingering)
+                || !c.writable
+                || c.pending() >= FILE_WINDOW
+            {
+                return Ok(());
+            }
+            let Some(extra) = c.http.as_mut() else {
+                return Ok(());
+            };
+            let Some(body) = extra.file.as_mut() else {
+                return Ok(());
+            };
+            let want = body.len.min(FILE_WINDOW as u64) as usize;
+            let out = c.output.get_or_insert_with(|| self.pool.get());
+            let n = out.fill_with(want, |room| body.file.read_at(room, body.offset))?;
+            if n == 0 {
+                // The file shrank under us: the promised length cannot be
+                // kept, so the connection must end.
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while sent",
+                ));
+            }
+            body.offset += n as u64;
+            body.len -= n as u64;
+            if body.len == 0 {
+                extra.file = None;
+                if extra.proto.idle() {
+                    c.http = None;
+                }
+            }
+            let written = c.flush(&mut self.pool)?;
+            self.stats.bytes_out += written as u64;
+        }
+    }
+
+    /// A canned `status` response, as bytes (for 408 and 503).
+    pub(super) fn http_canned(&mut self, status: u16) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160);
+        canned(status, self.date.get(SystemTime::now()), &mut out);
+        out
+    }
+
+    /// What an HTTP connection whose deadline passed gets: 408 if a request
+    /// was on its way and nothing is being sent, silence otherwise.
+    pub(super) fn http_timeout_reply(&mut self, key: usize) -> bool {
+        let Some(Slot::Conn(c)) = self.slab.get(key) else {
+            return false;
+        };
+        let mid_request = c.input.as_ref().is_some_and(|b| !b.is_empty()) || !proto_of(c).idle();
+        if !c.is_serving() || !mid_request || http_busy(c) {
+            return false;
+        }
+        let reply = self.http_canned(408);
+        if let Some(Slot::Conn(c)) = self.slab.get_mut(key) {
+            c.queue(&reply, &mut self.pool);
+        }
+        true
+    }
+}
+
+/// After the client's FIN: `true` if buffered requests can still be
+/// answered (the loop comes back for them), `false` when the connection
+/// may close once its output is sent.
+pub fn more_after_eof(c: &Conn, cfg: &HttpConfig) -> bool {
+    let rest = c.input.as_ref().map_or(&[][..], |b| b.data());
+    proto_of(c).at_eof(rest, cfg) == Verdict::Continue
+}
