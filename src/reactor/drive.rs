@@ -46,7 +46,17 @@ impl Reactor {
             .and_then(|()| self.flush_conn(key));
         match step {
             Ok(()) => self.settle(key),
-            Err(e) => self.fail(key, e),
+            Err(e) => return self.fail(key, e),
+        }
+        // Input still waiting that the connection can take now (room was
+        // made after the read, e.g. HTTP answered its buffered requests):
+        // no new edge will announce it, so come back next turn.
+        if let Some(Slot::Conn(c)) = self.slab.get(key)
+            && c.readable
+            && c.phase != Phase::Closed
+            && Self::wants_input(c, &self.limits)
+        {
+            self.defer(key);
         }
     }
 
