@@ -22,13 +22,15 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve greet, echo, UDP echo and chat from one event loop.
+    /// Serve greet, echo, UDP echo, chat and HTTP from one event loop.
     ///
     /// With no service flags, every service runs on its loopback default:
     /// greet 127.0.0.1:12345, echo 127.0.0.1:8080, UDP echo 127.0.0.1:8000,
-    /// chat 127.0.0.1:9000. With any service flag, only the named services
-    /// run.
+    /// chat 127.0.0.1:9000, HTTP 127.0.0.1:8000 (TCP). With any service
+    /// flag, only the named services run.
     Serve(ServeArgs),
+    /// Drive a server with load and report throughput and latency honestly.
+    Bench(crate::bench::cli::BenchArgs),
 }
 
 /// Flags of `reactor serve`.
@@ -218,12 +220,15 @@ mod tests {
     #[test]
     fn no_service_flag_means_every_default() {
         let cli = Cli::parse_from(["reactor", "serve"]);
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
         let cfg = args.to_config();
         assert_eq!(cfg.greet, DEFAULT_GREET.parse().ok());
         assert_eq!(cfg.echo, DEFAULT_ECHO.parse().ok());
         assert_eq!(cfg.udp, DEFAULT_UDP.parse().ok());
         assert_eq!(cfg.chat, DEFAULT_CHAT.parse().ok());
+        assert_eq!(cfg.http, DEFAULT_HTTP.parse().ok());
         assert!(cfg.unix.is_none());
     }
 
@@ -237,7 +242,9 @@ mod tests {
             "--max-conns",
             "7",
         ]);
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
         let cfg = args.to_config();
         assert!(cfg.echo.is_some());
         assert!(cfg.greet.is_none() && cfg.udp.is_none() && cfg.chat.is_none());

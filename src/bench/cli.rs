@@ -1,0 +1,194 @@
+//! The flags of `reactor bench`: one subcommand per workload, plus
+//! `compare`. Flags shared by every load workload live in [`Common`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use crate::cli::{parse_duration, parse_size};
+
+/// Drive a server with load and report throughput and latency honestly.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The workload (or `compare`).
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+/// The workloads, and `compare`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// TCP echo: send messages, verify every byte that comes back.
+    Echo(EchoArgs),
+    /// HTTP/1.1 GET: keep-alive (or --close), pipelining; status and length checked.
+    Http(HttpArgs),
+    /// UDP echo at a fixed rate: loss, reordering and duplicates by sequence number.
+    Udp(UdpArgs),
+    /// Line chat: K members, S senders; fan-out latency, loss and order per receiver.
+    Chat(ChatArgs),
+    /// Connections per second: connect, read the greeting until EOF, close.
+    Connect(ConnectArgs),
+    /// Hold N idle connections; with --pid, the server's memory per connection.
+    Idle(IdleArgs),
+    /// Compare two --json results; exit code 1 on a regression.
+    Compare(CompareArgs),
+}
+
+/// Flags every load workload shares.
+#[derive(Clone, Debug, Args)]
+pub struct Common {
+    /// Connections (chat: members; udp: sockets; idle: connections to hold)
+    #[arg(
+        short = 'c',
+        long = "connections",
+        value_name = "N",
+        default_value_t = 100
+    )]
+    pub conns: usize,
+    /// Measured duration: 10s, 2m, or plain seconds
+    #[arg(short = 'd', long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Stop after COUNT requests instead of after a duration
+    #[arg(short = 'n', long, value_name = "COUNT")]
+    pub count: Option<u64>,
+    /// Run this long first and discard what it measured
+    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Open loop: this many requests per second in total (default: closed loop)
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Open loop with Poisson (exponential) gaps instead of constant ones
+    #[arg(long, requires = "rate")]
+    pub poisson: bool,
+    /// Event-loop threads, each driving its share of the connections
+    #[arg(short = 't', long, value_name = "N", default_value_t = 1)]
+    pub threads: usize,
+    /// A request unanswered this long is a timeout error
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Bind connections to 127.0.0.1..127.0.0.N (past one address's ~28k ports)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    pub source_ips: u8,
+    /// Sample this server process's CPU time and RSS from /proc during the run
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Write the full result as JSON (schema in docs/BENCH.md)
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw the latency spectrum and throughput over time as SVG
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// No live ticker (it is shown only when stderr is a terminal anyway)
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// `reactor bench echo`.
+#[derive(Debug, Args)]
+pub struct EchoArgs {
+    /// Server address, e.g. 127.0.0.1:8080
+    pub addr: SocketAddr,
+    /// Bytes per message
+    #[arg(long, value_name = "BYTES", default_value = "64", value_parser = parse_size)]
+    pub size: usize,
+    /// Messages in flight per connection (pipelining)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub depth: usize,
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `reactor bench http`.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// http://HOST:PORT/PATH (HOST an IP address or localhost)
+    pub url: String,
+    /// One request per connection (Connection: close); latency includes the connect
+    #[arg(long)]
+    pub close: bool,
+    /// Requests in flight per connection (HTTP/1.1 pipelining)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub depth: usize,
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `reactor bench udp`.
+#[derive(Debug, Args)]
+pub struct UdpArgs {
+    /// Server address, e.g. 127.0.0.1:8000
+    pub addr: SocketAddr,
+    /// Bytes per datagram (at least 24: sequence number and two timestamps)
+    #[arg(long, value_name = "BYTES", default_value = "64", value_parser = parse_size)]
+    pub size: usize,
+    /// Shared flags (--rate defaults to 10000 datagrams/s; -c is the socket count).
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `reactor bench chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Server address, e.g. 127.0.0.1:9000
+    pub addr: SocketAddr,
+    /// Members that send (the first S of the -c members); all receive
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub senders: usize,
+    /// Shared flags (--rate is lines/s in total, default 1000).
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `reactor bench connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Server address, e.g. 127.0.0.1:12345 (greet)
+    pub addr: SocketAddr,
+    /// Shared flags (-c is the number of connection cycles running at once).
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `reactor bench idle`.
+#[derive(Debug, Args)]
+pub struct IdleArgs {
+    /// Server address
+    pub addr: SocketAddr,
+    /// Send this once on each connection first (e.g. 'hi\n'; \n is unescaped)
+    #[arg(long, value_name = "TEXT")]
+    pub hello: Option<String>,
+    /// Shared flags (-d is how long to hold the connections).
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `reactor bench compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline result (--json of an earlier run)
+    pub a: PathBuf,
+    /// The candidate result
+    pub b: PathBuf,
+    /// Largest allowed drop in requests/s (and rise in p99), e.g. 5%
+    #[arg(long, value_name = "PCT", default_value = "5%", value_parser = parse_percent)]
+    pub max_regression: f64,
+}
+
+/// Parses `5%`, `5` or `0.5%` into a fraction (0.05).
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let v: f64 = t
+        .strip_suffix('%')
+        .unwrap_or(t)
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a percentage (try 5%)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("'{s}': must be >= 0"));
+    }
+    Ok(v / 100.0)
+}

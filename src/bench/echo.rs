@@ -1,0 +1,152 @@
+//! `reactor bench echo`: fixed-size messages; every byte that comes back
+//! is compared with what was sent, straight from the read buffer (no copy),
+//! across however the stream was split into reads.
+
+use serde_json::json;
+
+use super::BenchError;
+use super::Kind;
+use super::cli::EchoArgs;
+use super::driver::{self, Parser, Spec};
+use super::report::Report;
+use super::run::{self, Setup};
+
+/// The message: printable bytes, a newline at the end (so line-based
+/// echo servers work too), different at every offset within it.
+pub fn payload(size: usize) -> Vec<u8> {
+    let mut p: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+    if let Some(last) = p.last_mut() {
+        *last = b'\n';
+    }
+    p
+}
+
+/// Verifies an echo stream against the repeated message.
+#[derive(Clone, Debug)]
+pub struct EchoParser {
+    /// The message every request sends.
+    msg: std::sync::Arc<[u8]>,
+    /// Offset within the current message.
+    pos: usize,
+    /// The current message had a wrong byte.
+    bad: bool,
+}
+
+impl EchoParser {
+    /// A parser for echoes of `msg`.
+    pub fn new(msg: &[u8]) -> EchoParser {
+        EchoParser {
+            msg: msg.into(),
+            pos: 0,
+            bad: false,
+        }
+    }
+}
+
+impl Parser for EchoParser {
+    /// Compares each chunk with the message at the same offset; a message
+    /// with any wrong byte is a verify error (the stream stays aligned by
+    /// length, so the next one is judged on its own).
+    fn feed(
+        &mut self,
+        mut data: &[u8],
+        done: &mut impl FnMut(Result<(), Kind>),
+    ) -> Result<(), Kind> {
+        let size = self.msg.len();
+        if size == 0 {
+            return if data.is_empty() {
+                Ok(())
+            } else {
+                Err(Kind::Verify)
+            };
+        }
+        while !data.is_empty() {
+            let k = (size - self.pos).min(data.len());
+            if data[..k] != self.msg[self.pos..self.pos + k] {
+                self.bad = true;
+            }
+            data = &data[k..];
+            self.pos += k;
+            if self.pos == size {
+                done(if self.bad { Err(Kind::Verify) } else { Ok(()) });
+                self.pos = 0;
+                self.bad = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// EOF never completes an echo.
+    fn eof(&mut self) -> Option<Result<(), Kind>> {
+        None
+    }
+
+    /// Back to a message boundary.
+    fn reset(&mut self) {
+        self.pos = 0;
+        self.bad = false;
+    }
+}
+
+/// Runs the echo workload.
+pub fn bench(a: &EchoArgs) -> Result<Report, BenchError> {
+    if a.size == 0 {
+        return Err(BenchError("--size must be at least 1".into()));
+    }
+    let msg = payload(a.size);
+    let spec = Spec {
+        addr: a.addr,
+        parser: EchoParser::new(&msg),
+        request: msg,
+        depth: a.depth.max(1),
+        per_conn: false,
+    };
+    let c = &a.common;
+    let setup = Setup {
+        common: c,
+        conns: c.conns,
+        threads: c.threads.min(c.conns.max(1)),
+    };
+    let m = run::drive(setup, move |plan| driver::run_thread(spec.clone(), plan))?;
+    let config = json!({ "size": a.size, "depth": a.depth.max(1) });
+    Ok(Report::new(
+        "echo",
+        a.addr.to_string(),
+        config,
+        c,
+        c.conns,
+        m,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `data` in pieces of `step`; returns (ok, verify errors).
+    fn run(p: &mut EchoParser, data: &[u8], step: usize) -> (u32, u32) {
+        let (mut ok, mut bad) = (0, 0);
+        for chunk in data.chunks(step) {
+            p.feed(chunk, &mut |r| match r {
+                Ok(()) => ok += 1,
+                Err(_) => bad += 1,
+            })
+            .unwrap();
+        }
+        (ok, bad)
+    }
+
+    #[test]
+    fn verifies_across_any_split() {
+        let msg = payload(10);
+        let stream = msg.repeat(3);
+        for step in 1..=30 {
+            let mut p = EchoParser::new(&msg);
+            assert_eq!(run(&mut p, &stream, step), (3, 0), "step {step}");
+        }
+        let mut corrupt = stream.clone();
+        corrupt[14] ^= 1;
+        let mut p = EchoParser::new(&msg);
+        assert_eq!(run(&mut p, &corrupt, 7), (2, 1));
+    }
+}

@@ -1,0 +1,241 @@
+//! What one thread measured: HdrHistograms (nanoseconds) and counters,
+//! plus the current one-second interval for the live series. Recording
+//! allocates nothing.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+use super::Kind;
+
+/// Largest latency a histogram holds (one hour, in ns); larger saturate.
+const HIGHEST_NS: u64 = 3_600_000_000_000;
+
+/// A histogram of nanoseconds, 1 µs resolution, 3 significant figures.
+pub fn histogram() -> Histogram<u64> {
+    // Bounds are constants that satisfy the crate's preconditions.
+    Histogram::new_with_bounds(1_000, HIGHEST_NS, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!("sigfig 3 is valid")))
+}
+
+/// Failures by kind, indexed like [`Kind::ALL`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Errors(pub [u64; 6]);
+
+impl Errors {
+    /// Adds `n` failures of `kind`.
+    pub fn add(&mut self, kind: Kind, n: u64) {
+        self.0[kind as usize] += n;
+    }
+
+    /// Failures of `kind`.
+    pub fn get(&self, kind: Kind) -> u64 {
+        self.0[kind as usize]
+    }
+
+    /// All failures.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Errors) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+}
+
+/// One second of one thread's run, sent to the collector.
+#[derive(Debug)]
+pub struct Tick {
+    /// Seconds since the start (0: the first second, warmup included).
+    pub sec: u32,
+    /// Requests completed in this second.
+    pub requests: u64,
+    /// Bytes received in this second.
+    pub bytes_in: u64,
+    /// Bytes sent in this second.
+    pub bytes_out: u64,
+    /// Failures in this second.
+    pub errors: u64,
+    /// Latency (from intended send) of this second's requests.
+    pub hist: Histogram<u64>,
+}
+
+/// Everything one thread measured.
+#[derive(Debug)]
+pub struct Recorder {
+    /// Latency from each request's intended send time (CO corrected).
+    pub latency: Histogram<u64>,
+    /// Service time: from the actual write to the answer.
+    pub service: Histogram<u64>,
+    /// How late the generator noticed each scheduled arrival (open loop).
+    pub lag: Histogram<u64>,
+    /// Requests answered correctly after the warmup.
+    pub requests: u64,
+    /// Of those, the ones answered before the end of the measured window.
+    pub in_window: u64,
+    /// Bytes received after the warmup.
+    pub bytes_in: u64,
+    /// Bytes sent after the warmup.
+    pub bytes_out: u64,
+    /// Failures after the warmup.
+    pub errors: Errors,
+    /// Open loop: arrivals scheduled in the window but never sent (every
+    /// connection was busy until the end).
+    pub unsent: u64,
+    /// Workload-specific counters (udp loss, chat deliveries, ...).
+    pub extra: BTreeMap<&'static str, u64>,
+    /// Start of the measured window (end of warmup), ns since the base.
+    pub from: u64,
+    /// End of the measured window, ns since the base.
+    pub until: u64,
+    /// The current second's counters and histogram.
+    interval: Tick,
+}
+
+impl Recorder {
+    /// A recorder that ignores everything before `from` (the warmup).
+    pub fn new(from: u64, until: u64) -> Recorder {
+        Recorder {
+            latency: histogram(),
+            service: histogram(),
+            lag: histogram(),
+            requests: 0,
+            in_window: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            errors: Errors::default(),
+            unsent: 0,
+            extra: BTreeMap::new(),
+            from,
+            until,
+            interval: Tick {
+                sec: 0,
+                requests: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+                errors: 0,
+                hist: histogram(),
+            },
+        }
+    }
+
+    /// A request answered correctly at `now`, meant to be sent at
+    /// `intended` and actually written at `sent`.
+    #[inline]
+    pub fn done(&mut self, now: u64, intended: u64, sent: u64) {
+        let lat = now.saturating_sub(intended);
+        self.interval.requests += 1;
+        self.interval.hist.saturating_record(lat);
+        if now >= self.from {
+            self.requests += 1;
+            if now <= self.until {
+                self.in_window += 1;
+            }
+            self.latency.saturating_record(lat);
+            self.service.saturating_record(now.saturating_sub(sent));
+        }
+    }
+
+    /// `n` failures of `kind` at `now`.
+    pub fn error(&mut self, now: u64, kind: Kind, n: u64) {
+        self.interval.errors += n;
+        if now >= self.from {
+            self.errors.add(kind, n);
+        }
+    }
+
+    /// `n` bytes received at `now`.
+    #[inline]
+    pub fn read(&mut self, now: u64, n: usize) {
+        self.interval.bytes_in += n as u64;
+        if now >= self.from {
+            self.bytes_in += n as u64;
+        }
+    }
+
+    /// `n` bytes sent at `now`.
+    #[inline]
+    pub fn wrote(&mut self, now: u64, n: usize) {
+        self.interval.bytes_out += n as u64;
+        if now >= self.from {
+            self.bytes_out += n as u64;
+        }
+    }
+
+    /// An arrival scheduled for `intended` was noticed at `now`.
+    #[inline]
+    pub fn lagged(&mut self, now: u64, intended: u64) {
+        if now >= self.from {
+            self.lag.saturating_record(now.saturating_sub(intended));
+        }
+    }
+
+    /// Adds `n` to the workload counter `name` (after the warmup only).
+    pub fn count(&mut self, now: u64, name: &'static str, n: u64) {
+        if now >= self.from {
+            *self.extra.entry(name).or_insert(0) += n;
+        }
+    }
+
+    /// Closes the current second: returns its tick and starts the next
+    /// (one histogram copy per second, none per request).
+    pub fn take_tick(&mut self) -> Tick {
+        let i = &mut self.interval;
+        let tick = Tick {
+            sec: i.sec,
+            requests: i.requests,
+            bytes_in: i.bytes_in,
+            bytes_out: i.bytes_out,
+            errors: i.errors,
+            hist: i.hist.clone(),
+        };
+        i.sec += 1;
+        i.requests = 0;
+        i.bytes_in = 0;
+        i.bytes_out = 0;
+        i.errors = 0;
+        i.hist.reset();
+        tick
+    }
+
+    /// Adds another thread's measurements into this one.
+    pub fn merge(&mut self, o: &Recorder) {
+        // Same bounds on both sides: addition cannot fail.
+        let _ = self.latency.add(&o.latency);
+        let _ = self.service.add(&o.service);
+        let _ = self.lag.add(&o.lag);
+        self.requests += o.requests;
+        self.in_window += o.in_window;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.errors.merge(&o.errors);
+        self.unsent += o.unsent;
+        for (k, v) in &o.extra {
+            *self.extra.entry(k).or_insert(0) += v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_is_discarded_and_ticks_roll() {
+        let mut r = Recorder::new(1_000_000, 2_000_000);
+        r.done(500_000, 0, 0);
+        r.done(1_500_000, 1_000_000, 1_200_000);
+        r.error(10, Kind::Read, 1);
+        r.error(1_500_000, Kind::Verify, 2);
+        assert_eq!(r.requests, 1);
+        assert_eq!(r.errors.total(), 2);
+        let t = r.take_tick();
+        assert_eq!((t.sec, t.requests, t.errors), (0, 2, 3));
+        assert_eq!(t.hist.len(), 2);
+        let t = r.take_tick();
+        assert_eq!((t.sec, t.requests, t.hist.len()), (1, 0, 0));
+    }
+}

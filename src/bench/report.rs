@@ -1,0 +1,490 @@
+//! What a run reports: the verdict on itself (valid or not, and why), the
+//! wrk-like summary, the JSON (schema in `docs/BENCH.md`), the ticker
+//! line, and `compare` for CI.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+use super::cli::{Common, CompareArgs};
+use super::procstat::{self, Environment};
+use super::run::{Merged, Second};
+use super::{BenchError, Kind, Outcome};
+
+/// A generator thread on CPU this share of the run was the bottleneck.
+pub const BUSY_LIMIT: f64 = 0.95;
+/// A generator thread that waited for a CPU this share of the run shared
+/// its core with something else: the figures describe the machine.
+pub const WAIT_LIMIT: f64 = 0.10;
+/// Open loop: a p99 schedule lag above this (ns) means the generator
+/// could not keep its schedule.
+pub const LAG_LIMIT_NS: u64 = 5_000_000;
+/// The JSON schema's name and version.
+pub const SCHEMA: &str = "reactor-bench/1";
+
+/// A finished run and everything needed to report it.
+#[derive(Debug)]
+pub struct Report {
+    /// echo, http, udp, chat, connect or idle.
+    pub workload: &'static str,
+    /// The server, as given.
+    pub target: String,
+    /// The workload's own settings (size, depth, ...).
+    pub config: Value,
+    /// Connections.
+    pub conns: usize,
+    /// Threads.
+    pub threads: usize,
+    /// Open loop: the total rate asked for.
+    pub rate: Option<f64>,
+    /// Warmup (s).
+    pub warmup_s: f64,
+    /// `--pid`.
+    pub pid: Option<u32>,
+    /// The measurements.
+    pub m: Merged,
+    /// The machine.
+    pub env: Environment,
+    /// Reasons the result is not to be trusted (empty: valid).
+    pub invalid: Vec<String>,
+    /// Things worth knowing that do not invalidate it.
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// Builds the report and judges the run.
+    pub fn new(
+        workload: &'static str,
+        target: String,
+        config: Value,
+        c: &Common,
+        conns: usize,
+        m: Merged,
+    ) -> Report {
+        let mut r = Report {
+            workload,
+            target,
+            config,
+            conns,
+            threads: m.thread_busy.len(),
+            rate: c.rate,
+            warmup_s: c.warmup.as_secs_f64(),
+            pid: c.pid,
+            m,
+            env: procstat::environment(),
+            invalid: Vec::new(),
+            notes: Vec::new(),
+        };
+        r.judge();
+        r
+    }
+
+    /// Decides whether the generator, not the server, set the pace.
+    fn judge(&mut self) {
+        for (i, &b) in self.m.thread_busy.iter().enumerate() {
+            if b >= BUSY_LIMIT {
+                self.invalid.push(format!(
+                    "generator thread {i} was on CPU {:.0}% of the run: it may have set the pace, not the server (add --threads or lower the load)",
+                    b * 100.0
+                ));
+            }
+        }
+        for (i, &w) in self.m.thread_wait.iter().enumerate() {
+            if w >= WAIT_LIMIT {
+                self.invalid.push(format!(
+                    "generator thread {i} waited for a CPU {:.0}% of the run: its core was shared with other work",
+                    w * 100.0
+                ));
+            }
+        }
+        let lag = &self.m.rec.lag;
+        if self.rate.is_some() && !lag.is_empty() && lag.value_at_quantile(0.99) > LAG_LIMIT_NS {
+            self.invalid.push(format!(
+                "the generator ran late against its schedule: p99 lag {} (limit {})",
+                fmt_ns(lag.value_at_quantile(0.99)),
+                fmt_ns(LAG_LIMIT_NS)
+            ));
+        }
+        if self.m.rec.requests == 0 && self.workload != "idle" {
+            self.invalid
+                .push("no request completed: there is no throughput or latency to report".into());
+        }
+        if self.m.rec.unsent > 0 {
+            self.notes.push(format!(
+                "{} scheduled requests were never sent: every connection was busy (the server was slower than --rate; add connections or depth)",
+                self.m.rec.unsent
+            ));
+        }
+        if let Some(rate) = self.rate {
+            let got = self.requests_per_sec();
+            if got < rate * 0.95 && self.workload != "idle" {
+                self.notes
+                    .push(format!("achieved {got:.0} req/s of the {rate:.0} asked"));
+            }
+        }
+    }
+
+    /// Requests answered within the window, per second of it.
+    pub fn requests_per_sec(&self) -> f64 {
+        self.m.rec.in_window as f64 / self.m.window_s.max(1e-9)
+    }
+
+    /// True if nothing invalidated the run.
+    pub fn valid(&self) -> bool {
+        self.invalid.is_empty()
+    }
+
+    /// Server CPU seconds over the window, if sampled.
+    fn server_cpu(&self) -> Option<f64> {
+        self.m.server.map(|(a, b)| (b.cpu_s - a.cpu_s).max(0.0))
+    }
+}
+
+/// The percentiles reported everywhere.
+const PCTS: [(&str, f64); 6] = [
+    ("p50", 0.5),
+    ("p90", 0.9),
+    ("p99", 0.99),
+    ("p999", 0.999),
+    ("p9999", 0.9999),
+    ("max", 1.0),
+];
+
+/// `ns` as a short human duration.
+pub fn fmt_ns(ns: u64) -> String {
+    let v = ns as f64;
+    if v < 1e3 {
+        format!("{ns}ns")
+    } else if v < 1e6 {
+        format!("{:.0}us", v / 1e3)
+    } else if v < 1e9 {
+        format!("{:.2}ms", v / 1e6)
+    } else {
+        format!("{:.2}s", v / 1e9)
+    }
+}
+
+/// Bytes as a short human size.
+fn fmt_bytes(b: f64) -> String {
+    if b < 1024.0 {
+        format!("{b:.0}B")
+    } else if b < 1024.0 * 1024.0 {
+        format!("{:.1}KiB", b / 1024.0)
+    } else if b < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1}MiB", b / 1048576.0)
+    } else {
+        format!("{:.2}GiB", b / 1073741824.0)
+    }
+}
+
+/// A histogram's quantile; 1.0 means the max.
+fn q(h: &Histogram<u64>, p: f64) -> u64 {
+    if p >= 1.0 {
+        h.max()
+    } else {
+        h.value_at_quantile(p)
+    }
+}
+
+/// One line of percentiles.
+fn pct_line(name: &str, h: &Histogram<u64>) -> String {
+    let mut s = format!("  {name:<9}");
+    for (_, p) in PCTS {
+        let _ = write!(s, "{:>10}", fmt_ns(q(h, p)));
+    }
+    let _ = write!(s, "{:>10}", fmt_ns(h.mean() as u64));
+    s
+}
+
+/// The one-line live ticker for second `s`.
+pub fn ticker_line(s: &Second) -> String {
+    format!(
+        "[{:>4}s] {:>10} req/s  p50 {:>8}  p99 {:>8}  errors {}{}",
+        s.sec + 1,
+        s.requests,
+        fmt_ns(s.p50),
+        fmt_ns(s.p99),
+        s.errors,
+        if s.warmup { "  (warmup)" } else { "" }
+    )
+}
+
+/// The summary printed at the end, wrk-like.
+pub fn summary(r: &Report) -> String {
+    let rec = &r.m.rec;
+    let mut s = String::new();
+    let model = match r.rate {
+        Some(rate) => format!("open loop {rate:.0}/s"),
+        None => "closed loop".into(),
+    };
+    let _ = writeln!(
+        s,
+        "reactor bench {} {}: {} connections, {} thread(s), {}, {:.2}s measured{}",
+        r.workload,
+        r.target,
+        r.conns,
+        r.threads,
+        model,
+        r.m.window_s,
+        if r.warmup_s > 0.0 {
+            format!(" after {:.1}s warmup", r.warmup_s)
+        } else {
+            String::new()
+        }
+    );
+    if r.workload != "idle" {
+        let mut head = format!("  {:<9}", "latency");
+        for (name, _) in PCTS {
+            let _ = write!(head, "{name:>10}");
+        }
+        let _ = writeln!(s, "{head}{:>10}", "mean");
+        let _ = writeln!(s, "{}", pct_line("total", &rec.latency));
+        let _ = writeln!(s, "{}", pct_line("service", &rec.service));
+        if r.rate.is_some() {
+            let _ = writeln!(s, "{}", pct_line("sched-lag", &rec.lag));
+        }
+        let _ = writeln!(
+            s,
+            "  {} requests in {:.2}s, {} sent, {} received",
+            rec.requests,
+            r.m.window_s,
+            fmt_bytes(rec.bytes_out as f64),
+            fmt_bytes(rec.bytes_in as f64)
+        );
+        let _ = writeln!(
+            s,
+            "Requests/sec: {:.2}   Transfer/sec: {} in, {} out",
+            r.requests_per_sec(),
+            fmt_bytes(rec.bytes_in as f64 / r.m.window_s),
+            fmt_bytes(rec.bytes_out as f64 / r.m.window_s)
+        );
+    }
+    let mut errs = format!("Errors: {}", rec.errors.total());
+    if rec.errors.total() > 0 {
+        let parts: Vec<String> = Kind::ALL
+            .iter()
+            .filter(|k| rec.errors.get(**k) > 0)
+            .map(|k| format!("{k} {}", rec.errors.get(*k)))
+            .collect();
+        let _ = write!(errs, " ({})", parts.join(", "));
+    }
+    let _ = writeln!(s, "{errs}");
+    for (k, v) in &rec.extra {
+        let _ = writeln!(s, "  {k}: {v}");
+    }
+    if let (Some(pid), Some((a, b))) = (r.pid, r.m.server) {
+        let cpu = r.server_cpu().unwrap_or(0.0);
+        let _ = write!(
+            s,
+            "Server pid {pid}: {cpu:.2} CPU-s ({:.0}% of a core), RSS {} -> {}",
+            100.0 * cpu / r.m.server_window_s.max(1e-9),
+            fmt_bytes(a.rss as f64),
+            fmt_bytes(b.rss as f64)
+        );
+        if cpu > 0.0 && r.workload != "idle" {
+            let _ = write!(
+                s,
+                ", {:.0} requests per server CPU-second",
+                rec.in_window as f64 / cpu
+            );
+        }
+        let _ = writeln!(s);
+    }
+    let busy: Vec<String> =
+        r.m.thread_busy
+            .iter()
+            .map(|b| format!("{:.0}%", b * 100.0))
+            .collect();
+    let wait: Vec<String> =
+        r.m.thread_wait
+            .iter()
+            .map(|w| format!("{:.0}%", w * 100.0))
+            .collect();
+    let _ = writeln!(
+        s,
+        "Generator: CPU per thread {}; waiting for a CPU {}",
+        busy.join(" "),
+        wait.join(" ")
+    );
+    for n in &r.notes {
+        let _ = writeln!(s, "Note: {n}");
+    }
+    if r.valid() {
+        let _ = writeln!(s, "Verdict: valid");
+    } else {
+        for why in &r.invalid {
+            let _ = writeln!(s, "INVALID: {why}");
+        }
+    }
+    s
+}
+
+/// Percentiles of `h` in µs, as JSON.
+fn pct_json(h: &Histogram<u64>) -> Value {
+    let mut m = serde_json::Map::new();
+    for (name, p) in PCTS {
+        m.insert(name.into(), json!(q(h, p) as f64 / 1e3));
+    }
+    m.insert("mean".into(), json!(h.mean() / 1e3));
+    m.insert("count".into(), json!(h.len()));
+    Value::Object(m)
+}
+
+/// The latency spectrum: (percentile, µs) from p0 to p99.999 and the max.
+pub fn spectrum(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    let mut v: Vec<(f64, f64)> = (0..=50)
+        .map(|i| {
+            let p = 1.0 - 10f64.powf(-f64::from(i) / 10.0);
+            (p * 100.0, h.value_at_quantile(p) as f64 / 1e3)
+        })
+        .collect();
+    v.push((100.0, h.max() as f64 / 1e3));
+    v
+}
+
+/// The whole result as JSON (see docs/BENCH.md).
+pub fn to_json(r: &Report) -> Value {
+    let rec = &r.m.rec;
+    let mut errors = serde_json::Map::new();
+    for k in Kind::ALL {
+        errors.insert(k.name().into(), json!(rec.errors.get(k)));
+    }
+    let series: Vec<Value> =
+        r.m.series
+            .iter()
+            .map(|s| {
+                json!({
+                    "t": s.sec + 1, "warmup": s.warmup, "requests": s.requests,
+                    "bytes_in": s.bytes_in, "bytes_out": s.bytes_out, "errors": s.errors,
+                    "p50_us": s.p50 as f64 / 1e3, "p99_us": s.p99 as f64 / 1e3,
+                    "max_us": s.max as f64 / 1e3, "server_cpu": s.server_cpu,
+                })
+            })
+            .collect();
+    let server = match (r.pid, r.m.server) {
+        (Some(pid), Some((a, b))) => {
+            let cpu = r.server_cpu().unwrap_or(0.0);
+            json!({
+                "pid": pid, "cpu_s": cpu,
+                "cpu_util": cpu / r.m.server_window_s.max(1e-9),
+                "requests_per_cpu_sec": if cpu > 0.0 { Some(rec.in_window as f64 / cpu) } else { None },
+                "rss_start_bytes": a.rss, "rss_end_bytes": b.rss,
+                "rss_growth_per_conn_bytes": (b.rss as f64 - a.rss as f64) / r.conns.max(1) as f64,
+            })
+        }
+        _ => Value::Null,
+    };
+    json!({
+        "schema": SCHEMA,
+        "workload": r.workload,
+        "target": r.target,
+        "valid": r.valid(),
+        "invalid_reasons": r.invalid,
+        "notes": r.notes,
+        "requests_per_sec": r.requests_per_sec(),
+        "errors": rec.errors.total(),
+        "latency_us": pct_json(&rec.latency),
+        "service_time_us": pct_json(&rec.service),
+        "schedule_lag_us": if r.rate.is_some() { pct_json(&rec.lag) } else { Value::Null },
+        "requests": rec.requests,
+        "duration_s": r.m.window_s,
+        "bytes": { "sent": rec.bytes_out, "received": rec.bytes_in },
+        "bytes_per_sec": {
+            "sent": rec.bytes_out as f64 / r.m.window_s,
+            "received": rec.bytes_in as f64 / r.m.window_s,
+        },
+        "errors_by_kind": errors,
+        "unsent": rec.unsent,
+        "workload_counters": rec.extra,
+        "config": {
+            "connections": r.conns, "threads": r.threads, "rate": r.rate,
+            "model": if r.rate.is_some() { "open" } else { "closed" },
+            "warmup_s": r.warmup_s, "workload": r.config,
+        },
+        "environment": r.env,
+        "generator": {
+            "thread_cpu_busy": r.m.thread_busy, "busy_limit": BUSY_LIMIT,
+            "thread_cpu_wait": r.m.thread_wait, "wait_limit": WAIT_LIMIT,
+        },
+        "server": server,
+        "series": series,
+        "spectrum": spectrum(&rec.latency)
+            .into_iter()
+            .map(|(p, us)| json!({"percentile": p, "latency_us": us}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// Reads a result file's requests/s and p99 (µs).
+fn figures(path: &std::path::Path) -> Result<(f64, f64, bool), BenchError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BenchError(format!("cannot read {}: {e}", path.display())))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| BenchError(format!("{} is not JSON: {e}", path.display())))?;
+    let rps = v["requests_per_sec"].as_f64();
+    let p99 = v["latency_us"]["p99"].as_f64();
+    match (rps, p99) {
+        (Some(a), Some(b)) => Ok((a, b, v["valid"].as_bool().unwrap_or(false))),
+        _ => Err(BenchError(format!(
+            "{}: no requests_per_sec or latency_us.p99",
+            path.display()
+        ))),
+    }
+}
+
+/// The verdict of `compare`: (regressed, the one-line text).
+pub fn verdict(a: (f64, f64), b: (f64, f64), max: f64) -> (bool, String) {
+    let drop = if a.0 > 0.0 { (a.0 - b.0) / a.0 } else { 0.0 };
+    let rise = if a.1 > 0.0 { (b.1 - a.1) / a.1 } else { 0.0 };
+    let bad = drop > max || rise > max;
+    let text = format!(
+        "{}: requests/s {:.0} -> {:.0} ({:+.1}%), p99 {:.0}us -> {:.0}us ({:+.1}%), threshold {:.1}%",
+        if bad { "REGRESSION" } else { "ok" },
+        a.0,
+        b.0,
+        -drop * 100.0,
+        a.1,
+        b.1,
+        rise * 100.0,
+        max * 100.0
+    );
+    (bad, text)
+}
+
+/// `reactor bench compare A B`: prints the verdict; a regression is
+/// `Outcome::Regression` (exit code 1).
+pub fn compare(args: &CompareArgs) -> Result<Outcome, BenchError> {
+    let (ar, ap, av) = figures(&args.a)?;
+    let (br, bp, bv) = figures(&args.b)?;
+    let (bad, text) = verdict((ar, ap), (br, bp), args.max_regression);
+    println!("{text}");
+    if !av || !bv {
+        println!("warning: at least one result is marked invalid (see its invalid_reasons)");
+    }
+    Ok(if bad {
+        Outcome::Regression
+    } else {
+        Outcome::Done
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        assert!(!verdict((100.0, 10.0), (96.0, 10.4), 0.05).0);
+        assert!(verdict((100.0, 10.0), (94.0, 10.0), 0.05).0);
+        assert!(verdict((100.0, 10.0), (100.0, 11.0), 0.05).0);
+        assert!(!verdict((100.0, 10.0), (150.0, 5.0), 0.05).0);
+    }
+
+    #[test]
+    fn durations_print_short() {
+        assert_eq!(fmt_ns(500), "500ns");
+        assert_eq!(fmt_ns(51_000), "51us");
+        assert_eq!(fmt_ns(51_000_000), "51.00ms");
+    }
+}

@@ -1,0 +1,434 @@
+//! Running a workload: one event-loop thread per `--threads`, each with
+//! its share of the connections and of the rate; a collector on the main
+//! thread that merges the per-second ticks (the series, the live ticker)
+//! and samples the server's `/proc` in the same run.
+
+use std::io::{self, IsTerminal, Write};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use super::BenchError;
+use super::cli::Common;
+use super::procstat::{self, ProcSample};
+use super::record::{Recorder, Tick, histogram};
+use super::report::{self, Report};
+
+/// Nanoseconds since the run's base instant.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// The run's time zero.
+    base: Instant,
+}
+
+impl Clock {
+    /// A clock whose zero is now.
+    pub fn start() -> Clock {
+        Clock {
+            base: Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since zero.
+    #[inline]
+    pub fn now(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+}
+
+/// What one thread is asked to do.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// This thread's number.
+    pub thread: usize,
+    /// Connections this thread drives.
+    pub conns: usize,
+    /// Global index of its first connection.
+    pub first_conn: usize,
+    /// Open loop: this thread's share of the rate, per second.
+    pub rate: Option<f64>,
+    /// Poisson arrivals instead of evenly spaced ones.
+    pub poisson: bool,
+    /// Seed for the Poisson gaps.
+    pub seed: u64,
+    /// The shared clock.
+    pub clock: Clock,
+    /// End of warmup: measuring starts (ns).
+    pub from: u64,
+    /// End of the measured window (ns); u64::MAX with a count.
+    pub until: u64,
+    /// Requests this thread starts (with `-n`).
+    pub count: Option<u64>,
+    /// Per-request timeout (ns).
+    pub timeout: u64,
+    /// `--source-ips`.
+    pub source_ips: u8,
+    /// Where each second's tick goes.
+    pub ticks: Sender<(usize, Tick)>,
+}
+
+/// What a thread hands back.
+#[derive(Debug)]
+pub struct ThreadOut {
+    /// Its measurements.
+    pub rec: Recorder,
+    /// Its CPU time from the end of warmup to its end (ns).
+    pub cpu_ns: u64,
+    /// Time it was runnable but waited for a CPU (ns): a shared core.
+    pub wait_ns: u64,
+    /// When it stopped starting requests (ns).
+    pub stop_at: u64,
+    /// When it finished draining (ns).
+    pub end_at: u64,
+}
+
+/// Arrival times of an open loop: evenly spaced, or Poisson.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    /// The next arrival (ns, fractional to avoid drift).
+    next: f64,
+    /// Mean gap (ns).
+    gap: f64,
+    /// Exponential gaps.
+    poisson: bool,
+    /// xorshift64* state.
+    rng: u64,
+}
+
+impl Schedule {
+    /// Arrivals from `start` at `rate` per second.
+    pub fn new(start: u64, rate: f64, poisson: bool, seed: u64) -> Schedule {
+        let mut s = Schedule {
+            next: start as f64,
+            gap: 1e9 / rate.max(1e-9),
+            poisson,
+            rng: seed | 1,
+        };
+        if poisson {
+            s.next += s.draw();
+        }
+        s
+    }
+
+    /// The next arrival's intended time (ns).
+    #[inline]
+    pub fn peek(&self) -> u64 {
+        self.next as u64
+    }
+
+    /// Moves to the arrival after.
+    #[inline]
+    pub fn advance(&mut self) {
+        self.next += if self.poisson { self.draw() } else { self.gap };
+    }
+
+    /// An exponential gap with mean `gap`.
+    fn draw(&mut self) -> f64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let u = ((r >> 11) as f64 + 0.5) / (1u64 << 53) as f64; // (0, 1)
+        -u.ln() * self.gap
+    }
+}
+
+/// One second of the whole run, all threads merged.
+#[derive(Clone, Debug)]
+pub struct Second {
+    /// Seconds since start (the first is 0).
+    pub sec: u32,
+    /// Part of the warmup.
+    pub warmup: bool,
+    /// Requests completed.
+    pub requests: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Failures.
+    pub errors: u64,
+    /// Latency p50 (ns).
+    pub p50: u64,
+    /// Latency p99 (ns).
+    pub p99: u64,
+    /// Latency max (ns).
+    pub max: u64,
+    /// Server CPU use in this second (1.0 = one core), with `--pid`.
+    pub server_cpu: Option<f64>,
+}
+
+/// A merged run, ready to report.
+#[derive(Debug)]
+pub struct Merged {
+    /// All threads' measurements.
+    pub rec: Recorder,
+    /// Each thread's CPU busy fraction over the measured part.
+    pub thread_busy: Vec<f64>,
+    /// Each thread's share of the run spent waiting for a CPU.
+    pub thread_wait: Vec<f64>,
+    /// The measured window (s): warmup end to stop.
+    pub window_s: f64,
+    /// The per-second series.
+    pub series: Vec<Second>,
+    /// Server samples at the window's start and end.
+    pub server: Option<(ProcSample, ProcSample)>,
+    /// Wall time of the window the server samples span (s).
+    pub server_window_s: f64,
+}
+
+/// The part of a run that does not depend on the workload.
+pub struct Setup<'a> {
+    /// The shared flags.
+    pub common: &'a Common,
+    /// Connections in total.
+    pub conns: usize,
+    /// Threads (clamped to the connections).
+    pub threads: usize,
+}
+
+/// Runs `work` on each thread with its plan; merges and collects.
+pub fn drive<F>(setup: Setup<'_>, work: F) -> Result<Merged, BenchError>
+where
+    F: Fn(Plan) -> io::Result<ThreadOut> + Send + Sync + Clone + 'static,
+{
+    let c = setup.common;
+    let threads = setup.threads.max(1);
+    let clock = Clock::start();
+    let from = c.warmup.as_nanos() as u64;
+    let until = match c.count {
+        Some(_) => u64::MAX,
+        None => from + c.duration.as_nanos() as u64,
+    };
+    let (tx, rx) = mpsc::channel();
+    let mut handles = Vec::new();
+    let mut first = 0;
+    for t in 0..threads {
+        let conns = setup.conns / threads + usize::from(t < setup.conns % threads);
+        let plan = Plan {
+            thread: t,
+            conns,
+            first_conn: first,
+            rate: c.rate.map(|r| r / threads as f64),
+            poisson: c.poisson,
+            seed: 0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1),
+            clock,
+            from,
+            until,
+            count: c
+                .count
+                .map(|n| n / threads as u64 + u64::from((t as u64) < n % threads as u64)),
+            timeout: c.timeout.as_nanos() as u64,
+            source_ips: c.source_ips,
+            ticks: tx.clone(),
+        };
+        first += conns;
+        let w = work.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("bench-{t}"))
+            .spawn(move || w(plan))
+            .map_err(|e| BenchError(format!("cannot start a thread: {e}")))?;
+        handles.push(h);
+    }
+    drop(tx);
+    let mut col = Collector::new(threads, c, clock, from, until);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok((_, tick)) => col.tick(tick),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        col.sample_server();
+    }
+    col.finish_ticker();
+    let mut outs = Vec::new();
+    for h in handles {
+        match h.join() {
+            Ok(Ok(o)) => outs.push(o),
+            Ok(Err(e)) => return Err(BenchError(format!("load thread failed: {e}"))),
+            Err(_) => return Err(BenchError("a load thread panicked".into())),
+        }
+    }
+    Ok(col.merge(outs, from, until))
+}
+
+/// Gathers the ticks of every thread into seconds, prints the ticker and
+/// samples the server.
+struct Collector {
+    /// Threads reporting.
+    threads: usize,
+    /// Seconds being filled: (threads reported, merged tick).
+    pending: Vec<(usize, Tick)>,
+    /// Seconds complete.
+    series: Vec<Second>,
+    /// Print a ticker line each second.
+    ticker: bool,
+    /// Server pid.
+    pid: Option<u32>,
+    /// The clock.
+    clock: Clock,
+    /// Window start/end (ns).
+    from: u64,
+    /// Window end (ns).
+    until: u64,
+    /// Server sample at the window's start, and when.
+    start: Option<(ProcSample, u64)>,
+    /// Server sample at the window's end, and when.
+    end: Option<(ProcSample, u64)>,
+    /// The last per-second server sample (for the series).
+    last: Option<ProcSample>,
+}
+
+impl Collector {
+    /// A collector for `threads` threads.
+    fn new(threads: usize, c: &Common, clock: Clock, from: u64, until: u64) -> Collector {
+        Collector {
+            threads,
+            pending: Vec::new(),
+            series: Vec::new(),
+            ticker: !c.quiet && io::stderr().is_terminal(),
+            pid: c.pid,
+            clock,
+            from,
+            until,
+            start: None,
+            end: None,
+            last: c.pid.and_then(procstat::sample),
+        }
+    }
+
+    /// Samples the server at the window's edges.
+    fn sample_server(&mut self) {
+        let Some(pid) = self.pid else { return };
+        let now = self.clock.now();
+        if self.start.is_none() && now >= self.from {
+            self.start = procstat::sample(pid).map(|s| (s, now));
+        }
+        if self.end.is_none() && now >= self.until {
+            self.end = procstat::sample(pid).map(|s| (s, now));
+        }
+    }
+
+    /// One thread's second.
+    fn tick(&mut self, t: Tick) {
+        let idx = t.sec as usize;
+        while self.pending.len() <= idx {
+            let sec = self.pending.len() as u32;
+            self.pending.push((0, empty_tick(sec)));
+        }
+        let (n, acc) = &mut self.pending[idx];
+        *n += 1;
+        acc.requests += t.requests;
+        acc.bytes_in += t.bytes_in;
+        acc.bytes_out += t.bytes_out;
+        acc.errors += t.errors;
+        let _ = acc.hist.add(&t.hist);
+        if *n == self.threads && idx == self.series.len() {
+            self.close_seconds();
+        }
+    }
+
+    /// Moves every complete second, in order, into the series.
+    fn close_seconds(&mut self) {
+        while let Some((n, t)) = self.pending.get(self.series.len()) {
+            if *n < self.threads {
+                return;
+            }
+            let cpu = self.pid.and_then(procstat::sample);
+            let server_cpu = match (self.last, cpu) {
+                (Some(a), Some(b)) => Some(b.cpu_s - a.cpu_s),
+                _ => None,
+            };
+            self.last = cpu;
+            let s = Second {
+                sec: t.sec,
+                warmup: (u64::from(t.sec) + 1) * 1_000_000_000 <= self.from,
+                requests: t.requests,
+                bytes_in: t.bytes_in,
+                bytes_out: t.bytes_out,
+                errors: t.errors,
+                p50: t.hist.value_at_quantile(0.5),
+                p99: t.hist.value_at_quantile(0.99),
+                max: t.hist.max(),
+                server_cpu,
+            };
+            if self.ticker {
+                eprint!("\r\x1b[K{}", report::ticker_line(&s));
+                let _ = io::stderr().flush();
+            }
+            self.series.push(s);
+        }
+    }
+
+    /// Ends the ticker's line.
+    fn finish_ticker(&self) {
+        if self.ticker && !self.series.is_empty() {
+            eprint!("\r\x1b[K");
+        }
+    }
+
+    /// Merges the threads' results.
+    fn merge(mut self, outs: Vec<ThreadOut>, from: u64, until: u64) -> Merged {
+        let mut rec = Recorder::new(from, until);
+        let mut stop = 0;
+        let mut thread_busy = Vec::new();
+        let mut thread_wait = Vec::new();
+        for o in &outs {
+            rec.merge(&o.rec);
+            stop = stop.max(o.stop_at);
+            let span = o.end_at.saturating_sub(from).max(1);
+            thread_busy.push(o.cpu_ns as f64 / span as f64);
+            thread_wait.push(o.wait_ns as f64 / span as f64);
+        }
+        let now = self.clock.now();
+        if let Some(pid) = self.pid {
+            if self.start.is_none() {
+                self.start = procstat::sample(pid).map(|s| (s, now));
+            }
+            if self.end.is_none() {
+                self.end = procstat::sample(pid).map(|s| (s, now));
+            }
+        }
+        let window_ns = stop.min(until).saturating_sub(from).max(1);
+        let (server, server_window_s) = match (self.start, self.end) {
+            (Some((a, ta)), Some((b, tb))) => (Some((a, b)), (tb.saturating_sub(ta)) as f64 / 1e9),
+            _ => (None, 0.0),
+        };
+        Merged {
+            rec,
+            thread_busy,
+            thread_wait,
+            window_s: window_ns as f64 / 1e9,
+            series: self.series,
+            server,
+            server_window_s,
+        }
+    }
+}
+
+/// An empty second.
+fn empty_tick(sec: u32) -> Tick {
+    Tick {
+        sec,
+        requests: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        errors: 0,
+        hist: histogram(),
+    }
+}
+
+/// Reports a finished run: summary, JSON, plot.
+pub fn finish(r: Report, c: &Common) -> Result<super::Outcome, BenchError> {
+    print!("{}", report::summary(&r));
+    if let Some(path) = &c.json {
+        let text = serde_json::to_string_pretty(&report::to_json(&r))
+            .map_err(|e| BenchError(format!("cannot encode the JSON: {e}")))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| BenchError(format!("cannot write {}: {e}", path.display())))?;
+    }
+    if let Some(path) = &c.plot {
+        std::fs::write(path, super::plot::svg(&r))
+            .map_err(|e| BenchError(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(super::Outcome::Done)
+}

@@ -1,0 +1,331 @@
+//! `reactor bench` against small misbehaving servers (each reports what
+//! it should: verify errors, the right latency, connect and read errors)
+//! and against our own services in-process. Ports come from the OS; each
+//! run lasts a second or less.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use clap::Parser;
+use reactor::bench::cli::BenchCommand;
+use reactor::bench::report::Report;
+use reactor::bench::{Kind, Outcome};
+use reactor::cli::{Cli, Command};
+use reactor::{Config, Server, Service};
+
+/// Parses `reactor bench ARGS...`.
+fn parse(args: &[&str]) -> BenchCommand {
+    let mut v = vec!["reactor", "bench"];
+    v.extend_from_slice(args);
+    match Cli::try_parse_from(v).expect("valid flags").command {
+        Command::Bench(b) => b.command,
+        _ => unreachable!("bench"),
+    }
+}
+
+/// Runs a workload and returns its report.
+fn bench(args: &[&str]) -> Report {
+    use reactor::bench::{chat, connect, echo, http, idle, udp};
+    let r = match parse(args) {
+        BenchCommand::Echo(a) => echo::bench(&a),
+        BenchCommand::Http(a) => http::bench(&a),
+        BenchCommand::Udp(a) => udp::bench(&a),
+        BenchCommand::Chat(a) => chat::bench(&a),
+        BenchCommand::Connect(a) => connect::bench(&a),
+        BenchCommand::Idle(a) => idle::bench(&a),
+        BenchCommand::Compare(_) => unreachable!("not a workload"),
+    };
+    r.expect("the run itself works")
+}
+
+/// A TCP server on port 0 whose connections are served by `each`, one
+/// thread per connection.
+fn serve(each: fn(TcpStream)) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            thread::spawn(move || each(s));
+        }
+    });
+    addr
+}
+
+/// Echo that flips one bit of every read.
+fn corrupting(mut s: TcpStream) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = s.read(&mut buf) {
+        buf[n / 2] ^= 1;
+        if s.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// Echo of 64-byte messages, each after 50 ms.
+fn slow(mut s: TcpStream) {
+    let mut buf = [0u8; 64];
+    while s.read_exact(&mut buf).is_ok() {
+        thread::sleep(Duration::from_millis(50));
+        if s.write_all(&buf).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads a little, then hangs up without answering.
+fn dropping(mut s: TcpStream) {
+    let mut buf = [0u8; 16];
+    let _ = s.read(&mut buf);
+}
+
+/// Starts our own server with `cfg`; returns it running and its handle.
+fn own(cfg: Config) -> (reactor::Handle, Server) {
+    let server = Server::bind(cfg).expect("bind");
+    (server.handle(), server)
+}
+
+#[test]
+fn corrupted_bytes_are_verify_errors() {
+    let addr = serve(corrupting).to_string();
+    let r = bench(&["echo", &addr, "-c", "4", "-d", "0.5", "-q"]);
+    assert!(r.m.rec.errors.get(Kind::Verify) > 0, "{:?}", r.m.rec.errors);
+}
+
+#[test]
+fn a_slow_server_shows_in_latency() {
+    let addr = serve(slow).to_string();
+    let r = bench(&["echo", &addr, "-c", "4", "-d", "1", "-q"]);
+    assert!(r.m.rec.requests >= 4);
+    let p50 = r.m.rec.latency.value_at_quantile(0.5);
+    assert!(p50 >= 50_000_000, "p50 {p50} ns");
+    assert_eq!(r.m.rec.errors.total(), 0);
+}
+
+#[test]
+fn open_loop_counts_from_the_intended_time() {
+    // 40 req/s on one connection to a server that takes 50 ms: the queue
+    // grows, and latency from the schedule must exceed the service time.
+    let addr = serve(slow).to_string();
+    let r = bench(&["echo", &addr, "-c", "1", "-d", "1", "--rate", "40", "-q"]);
+    let lat = r.m.rec.latency.value_at_quantile(0.99);
+    let svc = r.m.rec.service.value_at_quantile(0.99);
+    assert!(svc >= 50_000_000, "service {svc}");
+    assert!(lat > svc + 100_000_000, "latency {lat} vs service {svc}");
+}
+
+#[test]
+fn dropped_connections_are_read_errors() {
+    let addr = serve(dropping).to_string();
+    let r = bench(&["echo", &addr, "-c", "4", "-d", "0.3", "-q"]);
+    assert_eq!(r.m.rec.requests, 0);
+    assert!(r.m.rec.errors.get(Kind::Read) > 0, "{:?}", r.m.rec.errors);
+    assert!(!r.valid());
+}
+
+#[test]
+fn a_refusing_port_is_connect_errors() {
+    let addr = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let r = bench(&["echo", &addr, "-c", "2", "-d", "0.3", "-q"]);
+    assert!(r.m.rec.errors.get(Kind::Connect) > 0);
+    assert_eq!(r.m.rec.requests, 0);
+    assert!(!r.valid());
+}
+
+#[test]
+fn timeouts_are_counted_not_dropped() {
+    // Accepts and reads, never answers.
+    fn mute(mut s: TcpStream) {
+        let mut buf = [0u8; 64];
+        while let Ok(1..) = s.read(&mut buf) {}
+    }
+    let addr = serve(mute).to_string();
+    let r = bench(&[
+        "echo",
+        &addr,
+        "-c",
+        "2",
+        "-d",
+        "0.2",
+        "--timeout",
+        "100ms",
+        "-q",
+    ]);
+    assert!(
+        r.m.rec.errors.get(Kind::Timeout) >= 2,
+        "{:?}",
+        r.m.rec.errors
+    );
+}
+
+#[test]
+fn own_echo_clean_and_json_parses_back() {
+    let mut cfg = Config::empty();
+    cfg.echo = Some("127.0.0.1:0".parse().unwrap());
+    let (handle, server) = own(cfg);
+    let addr = server.local_addr(Service::Echo).unwrap().to_string();
+    let t = thread::spawn(move || server.run());
+    let dir = std::env::temp_dir().join(format!("reactor-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("a.json");
+    let svg = dir.join("a.svg");
+    let pid = std::process::id().to_string();
+    let args = [
+        "echo",
+        &addr,
+        "-c",
+        "8",
+        "--depth",
+        "4",
+        "--size",
+        "100",
+        "-d",
+        "1",
+        "--warmup",
+        "0.2",
+        "--pid",
+        &pid,
+        "-q",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ];
+    let BenchCommand::Echo(a) = parse(&args) else {
+        unreachable!()
+    };
+    let r = reactor::bench::echo::bench(&a).unwrap();
+    assert_eq!(r.m.rec.errors.total(), 0);
+    assert!(r.m.rec.requests > 100);
+    assert_eq!(
+        reactor::bench::run(reactor::bench::cli::BenchArgs {
+            command: parse(&args)
+        })
+        .unwrap(),
+        Outcome::Done
+    );
+    handle.shutdown();
+    t.join().unwrap().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(v["requests_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["errors"], 0);
+    for k in ["p50", "p90", "p99", "p999", "p9999", "max"] {
+        assert!(v["latency_us"][k].as_f64().is_some(), "{k}");
+    }
+    assert!(v["environment"]["cores"].as_u64().unwrap() >= 1);
+    assert!(!v["series"].as_array().unwrap().is_empty());
+    assert!(v["server"]["cpu_s"].as_f64().is_some());
+    assert!(v["valid"].is_boolean());
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+
+    // compare: the same file is no regression; a worse copy is.
+    let worse = dir.join("b.json");
+    let mut w = v.clone();
+    w["requests_per_sec"] = serde_json::json!(v["requests_per_sec"].as_f64().unwrap() * 0.5);
+    std::fs::write(&worse, w.to_string()).unwrap();
+    let cmp = |b: &std::path::Path| {
+        let args = [
+            "compare",
+            json.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--max-regression",
+            "5%",
+        ];
+        let BenchCommand::Compare(c) = parse(&args) else {
+            unreachable!()
+        };
+        reactor::bench::report::compare(&c).unwrap()
+    };
+    assert_eq!(cmp(&json), Outcome::Done);
+    assert_eq!(cmp(&worse), Outcome::Regression);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn own_greet_connect_cycles() {
+    let mut cfg = Config::empty();
+    cfg.greet = Some("127.0.0.1:0".parse().unwrap());
+    let (handle, server) = own(cfg);
+    let addr = server.local_addr(Service::Greet).unwrap().to_string();
+    let t = thread::spawn(move || server.run());
+    let r = bench(&["connect", &addr, "-c", "4", "-d", "0.5", "-q"]);
+    handle.shutdown();
+    t.join().unwrap().unwrap();
+    assert!(r.m.rec.requests > 10);
+    assert_eq!(r.m.rec.errors.total(), 0, "{:?}", r.m.rec.errors);
+}
+
+#[test]
+fn count_mode_stops_at_n() {
+    let mut cfg = Config::empty();
+    cfg.echo = Some("127.0.0.1:0".parse().unwrap());
+    let (handle, server) = own(cfg);
+    let addr = server.local_addr(Service::Echo).unwrap().to_string();
+    let t = thread::spawn(move || server.run());
+    let r = bench(&[
+        "echo",
+        &addr,
+        "-c",
+        "3",
+        "-n",
+        "1000",
+        "--threads",
+        "2",
+        "-q",
+    ]);
+    handle.shutdown();
+    t.join().unwrap().unwrap();
+    assert_eq!(r.m.rec.requests, 1000);
+    assert_eq!(r.m.rec.errors.total(), 0);
+}
+
+#[test]
+fn own_udp_no_loss() {
+    let mut cfg = Config::empty();
+    cfg.udp = Some("127.0.0.1:0".parse().unwrap());
+    let (handle, server) = own(cfg);
+    let addr = server.local_addr(Service::Udp).unwrap().to_string();
+    let t = thread::spawn(move || server.run());
+    let r = bench(&["udp", &addr, "-c", "2", "--rate", "2000", "-d", "0.5", "-q"]);
+    handle.shutdown();
+    t.join().unwrap().unwrap();
+    assert!(r.m.rec.requests >= 900, "{}", r.m.rec.requests);
+    assert_eq!(r.m.rec.extra.get("lost"), Some(&0));
+    assert_eq!(r.m.rec.errors.total(), 0, "{:?}", r.m.rec.errors);
+}
+
+#[test]
+fn own_chat_fan_out_complete_and_in_order() {
+    let mut cfg = Config::empty();
+    cfg.chat = Some("127.0.0.1:0".parse().unwrap());
+    let (handle, server) = own(cfg);
+    let addr = server.local_addr(Service::Chat).unwrap().to_string();
+    let t = thread::spawn(move || server.run());
+    let r = bench(&[
+        "chat",
+        &addr,
+        "-c",
+        "10",
+        "--senders",
+        "3",
+        "--rate",
+        "500",
+        "-d",
+        "0.5",
+        "-q",
+    ]);
+    handle.shutdown();
+    t.join().unwrap().unwrap();
+    let x = &r.m.rec.extra;
+    assert!(x["lines_sent"] >= 200, "{x:?}");
+    assert_eq!(x["deliveries_owed"], x["lines_sent"] * 9);
+    assert_eq!(x["lost"], 0);
+    assert_eq!(x.get("out_of_order"), None);
+    assert_eq!(r.m.rec.errors.total(), 0, "{:?}", r.m.rec.errors);
+}
