@@ -30,8 +30,8 @@ pub enum Phase {
     Closed,
 }
 
-/// A client connection. Kept small: an idle one is about 56 bytes here
-/// plus one timer entry, and no buffers.
+/// A client connection. Kept small: an idle one is 64 bytes here plus one
+/// 16-byte timer entry, and no buffers.
 #[derive(Debug)]
 pub struct Conn {
     /// The socket (TCP or Unix; TLS later), registered once for both
@@ -48,9 +48,11 @@ pub struct Conn {
     /// When the timer should look at this connection (ms on the reactor
     /// clock; 0 = no deadline). Moved forward on activity; see `timer.rs`.
     pub deadline: Millis,
-    /// Since when the output has stayed above the chat soft limit (0: not
-    /// above it).
-    pub soft_since: Millis,
+    /// A second time, by service (0: none). Chat: since when the output
+    /// has stayed above the soft limit. HTTP: when the request head now
+    /// arriving is due (its header deadline, which `deadline` may not pass
+    /// while the head is incomplete).
+    pub mark: Millis,
     /// Serial number, unique for the reactor's life (slab keys are reused).
     pub id: u32,
     /// The service this connection speaks.
@@ -83,7 +85,7 @@ impl Conn {
             output: None,
             http: None,
             deadline: 0,
-            soft_since: 0,
+            mark: 0,
             id,
             service,
             phase: Phase::Open,

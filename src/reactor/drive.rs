@@ -15,7 +15,7 @@ use crate::timer::{Millis, Timers};
 
 use super::accept::{self, AcceptError, Accepted, FULL_LINE, classify, refuse};
 use super::conn::{Conn, Phase, is_disconnect};
-use super::http::{HTTP_INPUT_CAP, http_busy, more_after_eof};
+use super::http::{HTTP_INPUT_CAP, http_busy, http_deadline, more_after_eof};
 use super::outbox::ConnOutbox;
 use super::udp::UdpTurn;
 use super::{Reactor, Slot};
@@ -94,7 +94,7 @@ impl Reactor {
     /// timeout (the idle timeout) while a response goes out, and the header
     /// deadline left as it is while a request is arriving; for the others,
     /// the idle timeout.
-    fn refresh_deadline(&mut self, key: usize) {
+    pub(super) fn refresh_deadline(&mut self, key: usize) {
         let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
             return;
         };
@@ -102,13 +102,7 @@ impl Reactor {
             Phase::Flushing => self.clock.at(self.limits.linger),
             Phase::Lingering | Phase::Closed => return,
             Phase::Open | Phase::Draining if c.service == Service::Http => {
-                if http_busy(c) {
-                    self.clock.after(self.limits.idle_timeout)
-                } else if c.input.is_some() || c.http.is_some() {
-                    return; // a request is arriving: its header deadline holds
-                } else {
-                    self.clock.after(self.limits.keepalive_timeout)
-                }
+                http_deadline(c, &self.clock, &self.limits)
             }
             Phase::Open | Phase::Draining => self.clock.after(self.limits.idle_timeout),
         };
@@ -182,12 +176,6 @@ impl Reactor {
                     }
                     trace!("conn {}: read {n} bytes", c.id);
                     self.stats.bytes_in += n as u64;
-                    // The first bytes of an HTTP request start its header
-                    // deadline (at accept it was already set).
-                    if c.service == Service::Http && c.http.is_none() && buf.len() == n {
-                        let when = self.clock.at(self.limits.header_timeout);
-                        rearm(&mut self.timers, key, c, when);
-                    }
                     budget = budget.saturating_sub(n);
                     self.on_input(key, buf);
                 }
@@ -418,7 +406,7 @@ impl Reactor {
                 c.output = Some(buf);
             }
             c.queue(TOO_SLOW_LINE, &mut self.pool);
-            c.soft_since = 0;
+            c.mark = 0;
             self.begin_close(key);
             self.chat
                 .disconnect(key, Leave::TooSlow, &mut outbox!(self));
@@ -504,7 +492,10 @@ impl Reactor {
         let when = match service {
             // Slowloris: the first request's head is due within the header
             // timeout of accept, however slowly its bytes trickle in.
-            Service::Http => self.clock.at(self.limits.header_timeout),
+            Service::Http => {
+                conn.mark = self.clock.at(self.limits.header_timeout);
+                conn.mark
+            }
             _ => self.clock.after(self.limits.idle_timeout),
         };
         rearm(&mut self.timers, key, &mut conn, when);

@@ -7,6 +7,8 @@ use std::io::{self, Write as _};
 use std::time::SystemTime;
 
 use crate::buf::CHUNK;
+use crate::config::Limits;
+use crate::timer::{Clock, Millis};
 use crate::service::Verdict;
 use crate::service::http::{FileBody, HttpConfig, HttpConn, Site, canned};
 use crate::stats::Stats;
@@ -37,6 +39,33 @@ pub struct HttpExtra {
 /// True if `c` still has response bytes to send (queued or in a file).
 pub fn http_busy(c: &Conn) -> bool {
     c.pending() > 0 || c.http.as_ref().is_some_and(|x| x.file.is_some())
+}
+
+/// True if a request head is arriving on `c`: bytes are buffered at a
+/// request boundary (not in a body being discarded).
+fn head_arriving(c: &Conn) -> bool {
+    c.input.as_ref().is_some_and(|b| !b.is_empty()) && proto_of(c).idle()
+}
+
+/// The deadline an HTTP connection that is serving should have now:
+/// while a response is being sent, the idle timeout (a send timeout); while
+/// a head arrives, its header deadline (`mark`), which nothing extends;
+/// while a body is discarded, the idle timeout; between requests, the
+/// keep-alive timeout.
+pub fn http_deadline(c: &Conn, clock: &Clock, limits: &Limits) -> Millis {
+    // `mark` is set from accept until the first request is whole, and from
+    // the first byte of each later one until it is whole.
+    let head_due = if proto_of(c).idle() { c.mark } else { 0 };
+    let busy = if http_busy(c) || !proto_of(c).idle() {
+        clock.after(limits.idle_timeout)
+    } else {
+        0
+    };
+    match (head_due, busy) {
+        (0, 0) => clock.after(limits.keepalive_timeout),
+        (0, t) | (t, 0) => t,
+        (a, b) => a.min(b),
+    }
 }
 
 /// The protocol state of `c` (a fresh one between requests).
@@ -181,7 +210,7 @@ impl Reactor {
             }
             let mut proto = proto_of(c);
             let Some(input) = c.input.as_mut().filter(|b| !b.is_empty()) else {
-                return;
+                return self.refresh_deadline(key);
             };
             let site = SiteView {
                 stats: &self.stats,
@@ -214,14 +243,23 @@ impl Reactor {
             } else {
                 c.http = None;
             }
+            // The header deadline: set when a head starts arriving (the
+            // first bytes after an answered request, or after idleness),
+            // never moved while it arrives, cleared once nothing is pending.
+            if !head_arriving(c) {
+                c.mark = 0;
+            } else if c.mark == 0 || p.responses > 0 {
+                c.mark = self.clock.at(self.limits.header_timeout);
+            }
             if p.verdict == Verdict::Close {
                 self.begin_close(key);
                 return;
             }
             if !p.again {
-                return;
+                return self.refresh_deadline(key);
             }
         }
+        self.refresh_deadline(key);
         self.defer(key);
     }
 
@@ -229,14 +267,25 @@ impl Reactor {
     /// `FILE_WINDOW` is queued and the socket takes what is written.
     fn pump_file(&mut self, key: usize) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
+        let mut sent = false;
         loop {
             let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
                 return Ok(());
             };
+            if sent && c.http.as_ref().is_none_or(|x| x.file.is_none()) {
+                // The file is out: requests pipelined behind it may be
+                // waiting in the input, and no event will announce them.
+                self.refresh_deadline(key);
+                self.defer(key);
+                return Ok(());
+            }
             if matches!(c.phase, Phase::Closed | Phase::Lingering)
                 || !c.writable
                 || c.pending() >= FILE_WINDOW
             {
+                if sent {
+                    self.refresh_deadline(key); // progress: a send timeout anew
+                }
                 return Ok(());
             }
             let Some(extra) = c.http.as_mut() else {
@@ -266,6 +315,7 @@ impl Reactor {
             }
             let written = c.flush(&mut self.pool)?;
             self.stats.bytes_out += written as u64;
+            sent = true;
         }
     }
 
@@ -282,8 +332,7 @@ impl Reactor {
         let Some(Slot::Conn(c)) = self.slab.get(key) else {
             return false;
         };
-        let mid_request = c.input.as_ref().is_some_and(|b| !b.is_empty()) || !proto_of(c).idle();
-        if !c.is_serving() || !mid_request || http_busy(c) {
+        if !c.is_serving() || !head_arriving(c) || http_busy(c) {
             return false;
         }
         let reply = self.http_canned(408);

@@ -63,13 +63,13 @@ impl Outbox for ConnOutbox<'_> {
         if pending > limits.chat_output_hard {
             self.too_slow.push(to);
         } else if pending > limits.chat_output_soft {
-            if conn.soft_since == 0 {
-                conn.soft_since = self.now;
-            } else if self.now - conn.soft_since >= limits.chat_soft_time.as_millis() as Millis {
+            if conn.mark == 0 {
+                conn.mark = self.now;
+            } else if self.now - conn.mark >= limits.chat_soft_time.as_millis() as Millis {
                 self.too_slow.push(to);
             }
         } else {
-            conn.soft_since = 0;
+            conn.mark = 0;
         }
         if !conn.flush_queued {
             conn.flush_queued = true;

@@ -541,3 +541,317 @@ pub fn write_all(s: &mut impl Write, data: &[u8], what: &str) {
     s.write_all(data)
         .unwrap_or_else(|e| panic!("{what}: write of {} bytes failed: {e}", data.len()));
 }
+
+// ---------------------------------------------------------------- http
+
+/// Bind `cfg` (which must enable HTTP) and run it; returns the server and
+/// its HTTP address.
+pub fn start_http(cfg: Config) -> (Running, SocketAddr) {
+    let server = match Server::bind(cfg) {
+        Ok(s) => s,
+        Err(e) => panic!("Server::bind failed: {e}"),
+    };
+    let http = server
+        .local_addr(Service::Http)
+        .expect("config has no HTTP listener");
+    let handle = server.handle();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(server.run());
+    });
+    let running = Running {
+        handle,
+        greet: None,
+        echo: None,
+        chat: None,
+        udp: None,
+        done: Some(rx),
+    };
+    (running, http)
+}
+
+/// A config with only HTTP on an ephemeral loopback port, serving `root`.
+pub fn http_config(root: Option<&std::path::Path>) -> Config {
+    let mut cfg = Config::empty();
+    cfg.http = Some(loopback0());
+    cfg.http_config.root = root.map(|p| p.to_path_buf());
+    cfg
+}
+
+/// One parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// The status code.
+    pub status: u16,
+    /// The status line without its CRLF.
+    pub status_line: String,
+    /// Header fields in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body (empty for HEAD, 1xx, 304).
+    pub body: Vec<u8>,
+    /// The head exactly as received, blank line included.
+    pub raw_head: Vec<u8>,
+}
+
+impl Resp {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// How many times header `name` appears.
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+
+    /// The body as (lossy) text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// True if the response says `Connection: close`.
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+}
+
+/// An HTTP client connection that keeps the bytes read past one response
+/// for the next, so pipelined responses parse one after another.
+pub struct HttpClient {
+    pub s: TcpStream,
+    buf: Vec<u8>,
+    pub what: String,
+}
+
+/// Where the head ends (index just past `\r\n\r\n`), if it has.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+impl HttpClient {
+    /// Connect (timeouts as [`connect`]).
+    pub fn connect(addr: SocketAddr, what: impl Into<String>) -> HttpClient {
+        HttpClient {
+            s: connect(addr),
+            buf: Vec::new(),
+            what: what.into(),
+        }
+    }
+
+    /// Write raw bytes.
+    pub fn send(&mut self, data: &[u8]) {
+        let what = self.what.clone();
+        write_all(&mut self.s, data, &what);
+    }
+
+    /// Read more into the buffer; panics on EOF, error or timeout.
+    fn fill(&mut self, want: &str) {
+        let mut tmp = [0u8; 64 * 1024];
+        loop {
+            match self.s.read(&mut tmp) {
+                Ok(0) => panic!(
+                    "{}: EOF while waiting for {want}; have {} bytes: {:?}",
+                    self.what,
+                    self.buf.len(),
+                    String::from_utf8_lossy(&self.buf[..self.buf.len().min(512)])
+                ),
+                Ok(k) => {
+                    self.buf.extend_from_slice(&tmp[..k]);
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!(
+                    "{}: error while waiting for {want} ({} bytes buffered: {:?}): {e}",
+                    self.what,
+                    self.buf.len(),
+                    String::from_utf8_lossy(&self.buf[..self.buf.len().min(512)])
+                ),
+            }
+        }
+    }
+
+    /// Read one response head (panics if none arrives).
+    pub fn read_head(&mut self) -> Resp {
+        let end = loop {
+            if let Some(end) = head_end(&self.buf) {
+                break end;
+            }
+            assert!(
+                self.buf.len() < 256 * 1024,
+                "{}: response head over 256 KiB",
+                self.what
+            );
+            self.fill("a response head");
+        };
+        let raw_head: Vec<u8> = self.buf.drain(..end).collect();
+        let text = String::from_utf8_lossy(&raw_head[..end - 4]).into_owned();
+        let mut lines = text.split("\r\n");
+        let status_line = lines.next().unwrap_or_default().to_string();
+        let status = status_line
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("{}: bad status line {status_line:?}", self.what));
+        let headers = lines
+            .map(|l| {
+                let (n, v) = l
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("{}: bad header line {l:?}", self.what));
+                (n.to_string(), v.trim().to_string())
+            })
+            .collect();
+        Resp {
+            status,
+            status_line,
+            headers,
+            body: Vec::new(),
+            raw_head,
+        }
+    }
+
+    /// The bytes read past the last parsed response (emptied).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Read exactly `n` body bytes.
+    pub fn read_body(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            self.fill(&format!("{n} body bytes"));
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// Read one whole response. `head_only`: the request was HEAD (no body
+    /// whatever Content-Length says). 1xx and 304 never have a body.
+    pub fn response_to(&mut self, head_only: bool) -> Resp {
+        let mut r = self.read_head();
+        let no_body = head_only || r.status / 100 == 1 || r.status == 204 || r.status == 304;
+        if !no_body {
+            assert!(
+                r.header("transfer-encoding").is_none(),
+                "{}: unexpected Transfer-Encoding in {:?}",
+                self.what,
+                r.status_line
+            );
+            let len: usize = r
+                .header("content-length")
+                .unwrap_or_else(|| panic!("{}: no Content-Length in {:?}", self.what, r.headers))
+                .parse()
+                .unwrap_or_else(|e| panic!("{}: bad Content-Length: {e}", self.what));
+            r.body = self.read_body(len);
+        }
+        r
+    }
+
+    /// Read one whole response to a non-HEAD request.
+    pub fn response(&mut self) -> Resp {
+        self.response_to(false)
+    }
+
+    /// Send `req` and read its response.
+    pub fn roundtrip(&mut self, req: &[u8]) -> Resp {
+        self.send(req);
+        self.response()
+    }
+
+    /// Everything left until EOF or reset (buffered bytes first).
+    pub fn rest(&mut self) -> (Vec<u8>, End) {
+        let mut out = std::mem::take(&mut self.buf);
+        let what = self.what.clone();
+        let (more, end) = read_to_end(&mut self.s, &what);
+        out.extend_from_slice(&more);
+        (out, end)
+    }
+
+    /// Nothing more comes: a clean EOF (not a reset), no stray bytes.
+    pub fn expect_eof(&mut self) {
+        let (rest, end) = self.rest();
+        assert!(
+            rest.is_empty(),
+            "{}: {} bytes after the last response: {:?}",
+            self.what,
+            rest.len(),
+            String::from_utf8_lossy(&rest[..rest.len().min(512)])
+        );
+        assert_eq!(end, End::Eof, "{}: reset instead of EOF", self.what);
+    }
+
+    /// True if the server has not closed and sent nothing within `within`.
+    pub fn quiet_for(&mut self, within: Duration) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        self.s.set_read_timeout(Some(within)).unwrap();
+        let mut b = [0u8; 1];
+        let quiet = matches!(self.s.read(&mut b), Err(e)
+            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+        self.s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        quiet
+    }
+}
+
+/// `GET path` with `Host` on a fresh connection; the response.
+pub fn http_get(addr: SocketAddr, path: &str) -> Resp {
+    let mut c = HttpClient::connect(addr, format!("GET {path}"));
+    c.roundtrip(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+}
+
+/// A fresh directory under the temp dir, removed (recursively) on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!(
+            "reactor-test-{tag}-{}-{n}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// Write `data` to `rel` (parents created).
+    pub fn write(&self, rel: &str, data: &[u8]) -> std::path::PathBuf {
+        let p = self.0.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("create parent dir");
+        }
+        std::fs::write(&p, data).expect("write file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// This process's resident set size in KiB (`VmRSS` in /proc/self/status).
+pub fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
