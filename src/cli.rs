@@ -96,6 +96,9 @@ pub struct ServeArgs {
     /// Set SO_REUSEPORT so several servers can share the ports
     #[arg(long)]
     pub reuse_port: bool,
+    /// Event loops, one per thread, sharing the ports through SO_REUSEPORT
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
     /// error, warn, info, debug or trace (trace narrates every event)
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: log::LevelFilter,
@@ -141,7 +144,8 @@ impl ServeArgs {
                 max_body: self.max_body as u64,
                 ..HttpConfig::default()
             },
-            reuse_port: self.reuse_port,
+            reuse_port: self.reuse_port || self.threads > 1,
+            threads: usize::from(self.threads),
             handle_signals: true,
             limits,
         }

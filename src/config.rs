@@ -42,6 +42,9 @@ pub struct Config {
     /// Set `SO_REUSEPORT` on listening sockets so several processes (or
     /// reactors) can share a port.
     pub reuse_port: bool,
+    /// Event loops (threads) to run, each with its own `Poll` and slab;
+    /// more than one implies `reuse_port`.
+    pub threads: usize,
     /// Install SIGINT/SIGTERM handling (the binary does; in-process tests
     /// stop the server through a `Handle` instead).
     pub handle_signals: bool,
@@ -119,6 +122,7 @@ impl Config {
             http: None,
             http_config: HttpConfig::default(),
             reuse_port: false,
+            threads: 1,
             handle_signals: false,
             limits: Limits::default(),
         }
