@@ -41,6 +41,46 @@ pub struct Stats {
     pub http_requests: u64,
 }
 
+impl std::ops::AddAssign for Stats {
+    /// Sums another loop's counters into these (gauges add up too).
+    fn add_assign(&mut self, o: Stats) {
+        let Stats {
+            accepted,
+            refused,
+            open,
+            closed,
+            bytes_in,
+            bytes_out,
+            events,
+            wakeups,
+            iterations,
+            timeouts,
+            slow_dropped,
+            udp_in,
+            udp_out,
+            udp_dropped,
+            accept_errors,
+            http_requests,
+        } = o;
+        self.accepted += accepted;
+        self.refused += refused;
+        self.open += open;
+        self.closed += closed;
+        self.bytes_in += bytes_in;
+        self.bytes_out += bytes_out;
+        self.events += events;
+        self.wakeups += wakeups;
+        self.iterations += iterations;
+        self.timeouts += timeouts;
+        self.slow_dropped += slow_dropped;
+        self.udp_in += udp_in;
+        self.udp_out += udp_out;
+        self.udp_dropped += udp_dropped;
+        self.accept_errors += accept_errors;
+        self.http_requests += http_requests;
+    }
+}
+
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -8,10 +8,10 @@ use std::time::SystemTime;
 
 use crate::buf::CHUNK;
 use crate::config::Limits;
-use crate::timer::{Clock, Millis};
 use crate::service::Verdict;
 use crate::service::http::{FileBody, HttpConfig, HttpConn, Site, canned};
 use crate::stats::Stats;
+use crate::timer::{Clock, Millis};
 
 use super::conn::{Conn, Phase};
 use super::{Reactor, Slot};

@@ -32,11 +32,13 @@ macro_rules! outbox {
             limits: &$r.limits,
             now: $r.clock.now(),
             bytes_out: &mut $r.stats.bytes_out,
+            bus: $r.bus.as_ref(),
         }
     };
 }
 
 mod accept;
+pub mod bus;
 mod conn;
 mod drive;
 mod http;
@@ -167,8 +169,10 @@ pub struct Reactor {
     warned_accept: Millis,
     /// SIGINT/SIGTERM, if this reactor handles signals.
     signals: Option<Signals>,
-    /// Rung by `Handle::shutdown`.
+    /// Rung by `Handle::shutdown` and by other loops with chat lines.
     waker: Arc<Waker>,
+    /// The other loops (chat rooms span them), when there are several.
+    bus: Option<bus::Bus>,
     /// Shared with `Handle`s.
     shared: Arc<Shared>,
 }
@@ -208,6 +212,7 @@ impl Reactor {
             warned_full: 0,
             warned_accept: 0,
             signals: None,
+            bus: None,
             waker,
             shared: Arc::new(Shared::default()),
             limits,
@@ -403,6 +408,7 @@ impl Reactor {
                     if self.shared.stop.load(Ordering::Acquire) {
                         self.begin_shutdown("shutdown requested");
                     }
+                    self.take_bus();
                 }
                 Token(key) => self.on_ready(key, r, w, event.is_read_closed()),
             }
@@ -589,6 +595,33 @@ impl Reactor {
                 self.drive(key);
             }
         }
+    }
+
+    /// Delivers chat lines other loops published to this loop's members.
+    fn take_bus(&mut self) {
+        let Some(bus) = self.bus.take() else {
+            return;
+        };
+        for msg in bus.take() {
+            self.chat.deliver(&msg.room, &msg.line, &mut outbox!(self));
+        }
+        self.bus = Some(bus);
+        self.drop_too_slow();
+    }
+
+    /// Joins this loop to the others: `bus` reaches them; default chat
+    /// nicks are numbered so they stay unique across `loops` loops.
+    pub fn join_loops(&mut self, index: usize, loops: usize, bus: bus::Bus) {
+        self.bus = Some(bus);
+        self.chat.set_guests(crate::service::chat::Guests {
+            stride: loops,
+            tag: index,
+        });
+    }
+
+    /// This loop's waker (other loops ring it).
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
     }
 
     /// Sends one line to every chat member.

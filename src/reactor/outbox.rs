@@ -22,6 +22,7 @@ use crate::service::Outbox;
 use crate::timer::Millis;
 
 use super::Slot;
+use super::bus::Bus;
 
 /// An `Outbox` that writes into the reactor's connections.
 pub struct ConnOutbox<'a> {
@@ -39,6 +40,8 @@ pub struct ConnOutbox<'a> {
     pub now: Millis,
     /// The reactor's count of bytes written.
     pub bytes_out: &'a mut u64,
+    /// The other loops, when there are several.
+    pub bus: Option<&'a Bus>,
 }
 
 impl Outbox for ConnOutbox<'_> {
@@ -75,5 +78,15 @@ impl Outbox for ConnOutbox<'_> {
             conn.flush_queued = true;
             self.flush.push(to);
         }
+    }
+
+    fn publish(&mut self, room: &str, line: &[u8]) {
+        if let Some(bus) = self.bus {
+            bus.publish(room, line);
+        }
+    }
+
+    fn has_peers(&self) -> bool {
+        self.bus.is_some()
     }
 }

@@ -124,11 +124,13 @@ pub struct ChatHub {
     /// Rooms with more members than this get no join, leave or nick
     /// notices (see `NOTICE_LIMIT`).
     notice_limit: usize,
+    /// How default nicks are numbered (unique across loops).
+    guests: Guests,
 }
 
 /// A member's nick for formatting: custom, or `guest<id>` without storing it.
 struct Nick<'a> {
-    /// The member's id (gives the default).
+    /// The member's default number (`guest<number>`).
     id: usize,
     /// The custom nick, if any.
     custom: Option<&'a str>,
@@ -143,22 +145,35 @@ impl fmt::Display for Nick<'_> {
     }
 }
 
+/// How default nicks are numbered: `guest<id * stride + tag>`. One loop:
+/// stride 1, tag 0 (`guest<id>`). With N loops, loop `t` numbers its
+/// members `id * N + t`, so default nicks stay unique across loops.
+#[derive(Clone, Copy, Debug)]
+pub struct Guests {
+    /// Number of loops.
+    pub stride: usize,
+    /// This loop's index.
+    pub tag: usize,
+}
+
 /// Member `id`'s nick for formatting, given the custom-nick table.
-fn nick_of(custom: &HashMap<usize, Box<str>>, id: usize) -> Nick<'_> {
+fn nick_of(custom: &HashMap<usize, Box<str>>, guests: Guests, id: usize) -> Nick<'_> {
     Nick {
-        id,
+        id: id.saturating_mul(guests.stride).saturating_add(guests.tag),
         custom: custom.get(&id).map(|n| &**n),
     }
 }
 
 impl Room {
-    /// Queues `line` for every member except `except`.
+    /// Queues `line` for every member except `except`, and publishes it to
+    /// the room's members on other loops.
     fn broadcast(&self, except: usize, line: &[u8], out: &mut impl Outbox) {
         for &to in &self.members {
             if to != except {
                 out.send(to, line);
             }
         }
+        out.publish(&self.name, line);
     }
 }
 
@@ -180,6 +195,7 @@ impl ChatHub {
             custom: HashMap::new(),
             scratch: Vec::new(),
             notice_limit: NOTICE_LIMIT,
+            guests: Guests { stride: 1, tag: 0 },
         }
     }
 
@@ -187,6 +203,29 @@ impl ChatHub {
     /// notices (0: never send them).
     pub fn set_notice_limit(&mut self, limit: usize) {
         self.notice_limit = limit;
+    }
+
+    /// Numbers default nicks for loop `tag` of `stride` loops (see
+    /// [`Guests`]); call before the first member connects.
+    pub fn set_guests(&mut self, guests: Guests) {
+        self.guests = Guests {
+            stride: guests.stride.max(1),
+            tag: guests.tag,
+        };
+    }
+
+    /// Delivers a room line published by another loop to this loop's
+    /// members of `room` (none, if it has no such room).
+    pub fn deliver(&self, name: &str, line: &[u8], out: &mut impl Outbox) {
+        if let Some(r) = self
+            .room_index
+            .get(name)
+            .and_then(|&i| room(&self.rooms, i))
+        {
+            for &to in &r.members {
+                out.send(to, line);
+            }
+        }
     }
 
     /// A new member: welcome line to it, join `lobby`, notice to the room.
@@ -206,13 +245,17 @@ impl ChatHub {
         fill(
             &mut self.scratch,
             format_args!(
-                "* welcome to reactor chat, you are guest{id} in {LOBBY_NAME}; /help for commands\n"
+                "* welcome to reactor chat, you are {} in {LOBBY_NAME}; /help for commands\n",
+                nick_of(&self.custom, self.guests, id)
             ),
         );
         out.send(id, &self.scratch);
         fill(
             &mut self.scratch,
-            format_args!("* guest{id} joined {LOBBY_NAME}\n"),
+            format_args!(
+                "* {} joined {LOBBY_NAME}\n",
+                nick_of(&self.custom, self.guests, id)
+            ),
         );
         self.notify(LOBBY, id, out);
     }
@@ -287,7 +330,7 @@ impl ChatHub {
     /// `String` because default nicks are not stored; this is for logs only,
     /// never called on the message path.
     pub fn nick(&self, id: usize) -> Option<String> {
-        member(&self.members, id).map(|_| nick_of(&self.custom, id).to_string())
+        member(&self.members, id).map(|_| nick_of(&self.custom, self.guests, id).to_string())
     }
 
     /// Handles one line, without its ending, within the length limit.
@@ -330,10 +373,10 @@ impl ChatHub {
         let Some((_, room)) = locate(&self.members, &self.rooms, id) else {
             return;
         };
-        if room.members.len() < 2 {
+        if room.members.len() < 2 && !out.has_peers() {
             return; // nobody else to hear it: skip the formatting too
         }
-        let nick = nick_of(&self.custom, id);
+        let nick = nick_of(&self.custom, self.guests, id);
         fill(
             &mut self.scratch,
             format_args!("[{}] {nick}: {text}\n", room.name),
@@ -379,7 +422,10 @@ impl ChatHub {
     /// `/nick NAME`: validates, checks uniqueness, renames, tells the room.
     fn set_nick(&mut self, id: usize, name: &str, out: &mut impl Outbox) {
         // Compare against the default by formatting it into scratch: no allocation.
-        fill(&mut self.scratch, format_args!("guest{id}"));
+        fill(
+            &mut self.scratch,
+            format_args!("{}", nick_of(&HashMap::new(), self.guests, id)),
+        );
         let own_default = self.scratch == name.as_bytes();
         let guest_like = name
             .as_bytes()
@@ -397,7 +443,7 @@ impl ChatHub {
         let Some((_, room)) = locate(&self.members, &self.rooms, id) else {
             return;
         };
-        let old = nick_of(&self.custom, id);
+        let old = nick_of(&self.custom, self.guests, id);
         // Taking the nick you already have: confirm it, tell nobody.
         let unchanged = match old.custom {
             Some(custom) => custom == name,
@@ -450,7 +496,11 @@ impl ChatHub {
         let old_index = m.room;
         fill(
             &mut self.scratch,
-            format_args!("* {} left {}\n", nick_of(&self.custom, id), old.name),
+            format_args!(
+                "* {} left {}\n",
+                nick_of(&self.custom, self.guests, id),
+                old.name
+            ),
         );
         self.unplace(id);
         self.notify(old_index, id, out);
@@ -464,7 +514,10 @@ impl ChatHub {
         };
         fill(
             &mut self.scratch,
-            format_args!("* {} joined {name}\n", nick_of(&self.custom, id)),
+            format_args!(
+                "* {} joined {name}\n",
+                nick_of(&self.custom, self.guests, id)
+            ),
         );
         let n = new.members.len();
         if n <= self.notice_limit {
@@ -483,7 +536,7 @@ impl ChatHub {
         for (i, &other) in room.members.iter().take(MAX_LISTED).enumerate() {
             let sep = if i == 0 { "" } else { ", " };
             if member(&self.members, other).is_some() {
-                let nick = nick_of(&self.custom, other);
+                let nick = nick_of(&self.custom, self.guests, other);
                 push(&mut self.scratch, format_args!("{sep}{nick}"));
             }
         }
@@ -517,7 +570,7 @@ impl ChatHub {
             Leave::Shutdown => None,
         };
         if let Some(reason) = reason {
-            let nick = nick_of(&self.custom, id);
+            let nick = nick_of(&self.custom, self.guests, id);
             fill(
                 &mut self.scratch,
                 format_args!("* {nick} left {}{reason}\n", room.name),

@@ -26,6 +26,16 @@ pub enum Verdict {
 pub trait Outbox {
     /// Queue `bytes` for connection `to` (a slab key). Never blocks.
     fn send(&mut self, to: usize, bytes: &[u8]);
+
+    /// With several loops: hand a line sent to room `room` to the other
+    /// loops, whose members of that room get it too. One loop: nothing.
+    fn publish(&mut self, _room: &str, _line: &[u8]) {}
+
+    /// True if other loops may have members (so a room empty here is not
+    /// necessarily empty).
+    fn has_peers(&self) -> bool {
+        false
+    }
 }
 
 /// Which service a listener or connection belongs to.
