@@ -226,7 +226,7 @@ impl Reactor {
                 .register(&mut signals, SIGNALS, Interest::READABLE)?;
             reactor.signals = Some(signals);
         }
-        clamp_max_conns(&mut reactor.limits);
+        clamp_max_conns(&mut reactor.limits, config.threads.max(1));
         Ok(reactor)
     }
 
@@ -656,22 +656,24 @@ impl Reactor {
     }
 }
 
-/// Keeps `max_conns` below the open-files limit, less the fds open now
-/// and a reserve, so accept meets EMFILE only when something else takes
-/// fds (another thread of the process, files being served).
-fn clamp_max_conns(limits: &mut Limits) {
+/// Gives this loop its share of `max_conns` (the limit is for the whole
+/// server, split evenly over `loops`), kept below its share of the
+/// open-files limit less the fds open now and a reserve, so accept meets
+/// EMFILE only when something else takes fds (files being served).
+fn clamp_max_conns(limits: &mut Limits, loops: usize) {
+    limits.max_conns = limits.max_conns.div_ceil(loops);
     let Ok((soft, _)) = sys::nofile_limit() else {
         return;
     };
     let in_use = std::fs::read_dir("/proc/self/fd").map_or(16, |d| d.count());
     let reserve = in_use + FD_RESERVE;
-    let room = (soft as usize).saturating_sub(reserve).max(1);
+    let room = ((soft as usize).saturating_sub(reserve) / loops).max(1);
     if limits.max_conns > room {
         warn!(
-            "max-conns {} is over the open-files limit {soft} less {reserve} fds in use or reserved: using {room}",
+            "max-conns per loop {} is over the open-files limit {soft} (less {reserve} fds in use or reserved, split over {loops} loops): using {room}",
             limits.max_conns
         );
         limits.max_conns = room;
     }
-    debug!("max-conns {}", limits.max_conns);
+    debug!("max-conns {} per loop", limits.max_conns);
 }
