@@ -43,6 +43,12 @@ impl Buffer {
         &self.bytes[self.head..self.tail]
     }
 
+    /// The data not yet consumed, writable in place (TLS decrypts records
+    /// where they lie).
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.head..self.tail]
+    }
+
     /// Bytes of data held.
     pub fn len(&self) -> usize {
         self.tail - self.head

@@ -28,9 +28,20 @@ pub enum Command {
     /// greet 127.0.0.1:12345, echo 127.0.0.1:8080, UDP echo 127.0.0.1:8000,
     /// chat 127.0.0.1:9000, HTTP 127.0.0.1:8000 (TCP). With any service
     /// flag, only the named services run.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Drive a server with load and report throughput and latency honestly.
     Bench(crate::bench::cli::BenchArgs),
+    /// Write a self-signed certificate and key for localhost and 127.0.0.1
+    /// (DIR/cert.pem, DIR/key.pem), for trying --https and --tls-echo.
+    Cert(CertArgs),
+}
+
+/// Flags of `reactor cert`.
+#[derive(Debug, Args)]
+pub struct CertArgs {
+    /// Directory to write cert.pem and key.pem into (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// Flags of `reactor serve`.
@@ -54,6 +65,18 @@ pub struct ServeArgs {
     /// HTTP/1.1: "Hello, client!" at /, counters at /stats and /metrics [default: 127.0.0.1:8000]
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
+    /// HTTP over TLS (HSTS, ALPN http/1.1); needs --tls-cert and --tls-key [not in the defaults]
+    #[arg(long, value_name = "ADDR")]
+    pub https: Option<SocketAddr>,
+    /// Echo over TLS; needs --tls-cert and --tls-key [not in the defaults]
+    #[arg(long, value_name = "ADDR")]
+    pub tls_echo: Option<SocketAddr>,
+    /// TLS: certificate chain, PEM (see `reactor cert`)
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: private key, PEM (RSA, ECDSA or Ed25519)
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// HTTP: serve the files under DIR (like python -m http.server)
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
@@ -112,7 +135,9 @@ impl ServeArgs {
             || self.udp.is_some()
             || self.chat.is_some()
             || self.unix.is_some()
-            || self.http.is_some();
+            || self.http.is_some()
+            || self.https.is_some()
+            || self.tls_echo.is_some();
         let base = if any {
             Config::empty()
         } else {
@@ -139,6 +164,10 @@ impl ServeArgs {
             chat: self.chat.or(base.chat),
             unix: self.unix.clone(),
             http: self.http.or(base.http),
+            https: self.https,
+            tls_echo: self.tls_echo,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
             http_config: HttpConfig {
                 root: self.root.clone(),
                 max_body: self.max_body as u64,

@@ -37,6 +37,15 @@ pub struct Config {
     pub unix: Option<PathBuf>,
     /// HTTP/1.1 (hello, `/stats`, `/metrics`, static files).
     pub http: Option<SocketAddr>,
+    /// HTTP/1.1 over TLS (HSTS, ALPN `http/1.1`); needs `tls_cert` and
+    /// `tls_key`. Not in the defaults.
+    pub https: Option<SocketAddr>,
+    /// Echo over TLS; needs `tls_cert` and `tls_key`. Not in the defaults.
+    pub tls_echo: Option<SocketAddr>,
+    /// PEM certificate chain for the TLS services.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (RSA, ECDSA or Ed25519) for the TLS services.
+    pub tls_key: Option<PathBuf>,
     /// What HTTP serves (`root`) and its request limits.
     pub http_config: HttpConfig,
     /// Set `SO_REUSEPORT` on listening sockets so several processes (or
@@ -120,6 +129,10 @@ impl Config {
             chat: None,
             unix: None,
             http: None,
+            https: None,
+            tls_echo: None,
+            tls_cert: None,
+            tls_key: None,
             http_config: HttpConfig::default(),
             reuse_port: false,
             threads: 1,

@@ -20,7 +20,9 @@
 //! - `buf.rs`: byte buffers and the pool that keeps idle connections
 //!   buffer-free.
 //! - `timer.rs`: the cached clock and the deadline heap (lazy re-arm).
-//! - `transport.rs`: TCP and Unix streams behind one type.
+//! - `transport.rs`: TCP, Unix and TLS streams behind one type.
+//! - `tls.rs`: TLS with rustls's unbuffered API, its buffers from the pool;
+//!   certificates and keys.
 //! - `listen.rs`: opening listeners (socket2, Unix socket files).
 //! - `server.rs`: `Server` (bind, run) and `Handle` (stop, stats).
 //! - `config.rs`, `cli.rs`: what to serve and the limits; the flags.
@@ -41,6 +43,7 @@ pub mod service;
 pub mod stats;
 pub mod sys;
 pub mod timer;
+pub mod tls;
 pub mod transport;
 
 pub use config::{Config, Limits};

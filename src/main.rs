@@ -21,6 +21,25 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Cert(args) => cert(&args),
+    }
+}
+
+/// `reactor cert`: write a self-signed certificate and key, say where.
+fn cert(args: &reactor::cli::CertArgs) -> ExitCode {
+    match reactor::tls::write_self_signed(&args.out) {
+        Ok((cert, key)) => {
+            println!(
+                "wrote {} and {} (self-signed for localhost and 127.0.0.1)",
+                cert.display(),
+                key.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("reactor cert: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

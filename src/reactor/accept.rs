@@ -11,7 +11,7 @@
 //!   silently; under level triggering it would spin. We keep the listener
 //!   marked ready and retry on a short timer, logging at most once a second.
 
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 
 use log::{debug, warn};
@@ -145,7 +145,9 @@ pub fn classify(e: &io::Error) -> AcceptError {
 /// into a fresh socket's empty send buffer), then close.
 pub fn refuse(mut client: Accepted, line: &[u8]) {
     debug!("refused {}: server full", client.peer);
-    if let Err(e) = client.transport.write(line) {
+    if !line.is_empty()
+        && let Err(e) = client.transport.write_plain(line)
+    {
         debug!("refusal line to {} not sent: {e}", client.peer);
     }
 }

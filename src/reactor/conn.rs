@@ -1,7 +1,7 @@
 //! One client connection: its socket, its readiness as last reported, its
 //! buffers (none while idle) and where it is in its life.
 
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind};
 
 use crate::buf::{Buffer, Pool};
 use crate::service::Service;
@@ -34,8 +34,7 @@ pub enum Phase {
 /// 16-byte timer entry, and no buffers.
 #[derive(Debug)]
 pub struct Conn {
-    /// The socket (TCP or Unix; TLS later), registered once for both
-    /// directions.
+    /// The socket (TCP, Unix or TLS), registered once for both directions.
     pub transport: Transport,
     /// Bytes read but not yet consumed by the service (a partial line);
     /// `None` when there are none.
@@ -98,9 +97,11 @@ impl Conn {
         }
     }
 
-    /// Bytes queued for the client.
+    /// Bytes queued for the client: our output, plus what the transport
+    /// holds (TLS records not yet written), so flushing and the staged
+    /// close wait for both.
     pub fn pending(&self) -> usize {
-        self.output.as_ref().map_or(0, |b| b.len())
+        self.output.as_ref().map_or(0, |b| b.len()) + self.transport.pending()
     }
 
     /// Queues `bytes` for the client, taking a buffer from `pool` if the
@@ -123,26 +124,38 @@ impl Conn {
         }
     }
 
-    /// Writes queued output until it is all sent or the socket is full.
-    /// A short write means the send buffer is full (epoll(7)), so we stop
-    /// there instead of trying again only to get `WouldBlock`. The buffer
-    /// goes back to the pool once empty.
+    /// Writes queued output until it is all sent or the socket is full;
+    /// returns the bytes of output taken. Bytes the transport holds (TLS)
+    /// go first; output waits while the transport cannot carry it yet (a
+    /// TLS handshake). On a plain socket a short write means the send
+    /// buffer is full (epoll(7)), so we stop there instead of trying again
+    /// only to get `WouldBlock`. The buffer goes back to the pool once empty.
     pub fn flush(&mut self, pool: &mut Pool) -> io::Result<usize> {
         let mut total = 0;
+        let short_is_full = self.transport.short_write_means_full();
         while self.writable {
+            match self.transport.send_pending(pool) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
             let Some(out) = self.output.as_mut() else {
                 break;
             };
-            if out.is_empty() {
+            if out.is_empty() || !self.transport.can_send() {
                 break;
             }
-            match self.transport.write(out.data()) {
+            match self.transport.write_from(out.data(), pool) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     let short = n < out.len();
                     out.consume(n);
                     total += n;
-                    if short {
+                    if short && short_is_full {
                         self.writable = false;
                     }
                 }

@@ -12,6 +12,7 @@ use crate::config::Limits;
 use crate::service::chat::Leave;
 use crate::service::{Service, Verdict, echo, greet};
 use crate::timer::{Millis, Timers};
+use crate::transport::Transport;
 
 use super::accept::{self, AcceptError, Accepted, FULL_LINE, classify, refuse};
 use super::conn::{Conn, Phase, is_disconnect};
@@ -153,9 +154,24 @@ impl Reactor {
                 return Ok(());
             };
             let mut buf = c.input.take().unwrap_or_else(|| self.pool.get());
-            match buf.read_from(&mut c.transport) {
-                Ok(0) => {
-                    // FIN: the client will send no more (it may still read).
+            let was_sending = c.transport.can_send();
+            let got = c
+                .transport
+                .read_into(&mut buf, &mut self.pool, c.peer_closed);
+            if !was_sending && c.transport.can_send() {
+                // TLS handshake done: the handshake's deadline gives way to
+                // the service's own.
+                trace!("conn {}: TLS established", c.id);
+                self.refresh_deadline(key);
+            }
+            let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
+                self.pool.put(buf);
+                return Ok(());
+            };
+            match got.map(|g| (g.n, g.drained)) {
+                Ok((0, _)) => {
+                    // FIN (or TLS close_notify): the client will send no
+                    // more (it may still read).
                     c.readable = false;
                     c.read_eof = true;
                     c.input = Some(buf);
@@ -164,14 +180,14 @@ impl Reactor {
                     self.on_eof(key);
                     return Ok(());
                 }
-                Ok(n) => {
-                    // A read that did not fill the room means the socket is
-                    // drained (epoll(7)): skip the read that would only say
-                    // WouldBlock. A new edge comes when more data arrives.
-                    // Unless the event also said the peer closed: data and
-                    // FIN can arrive in one event, and after this short read
-                    // no new edge would ever announce the FIN.
-                    if buf.spare() > 0 && !c.peer_closed {
+                Ok((n, drained)) => {
+                    // Drained: a plain read that did not fill the room
+                    // (epoll(7)), unless the event also said the peer closed
+                    // (data and FIN in one event: no new edge would announce
+                    // the FIN); or TLS with nothing left in user space. Skip
+                    // the read that would only say WouldBlock; a new edge
+                    // comes when more data arrives.
+                    if drained {
                         c.readable = false;
                     }
                     trace!("conn {}: read {n} bytes", c.id);
@@ -221,7 +237,8 @@ impl Reactor {
                 c.input = Some(buf);
                 self.http_process(key);
             }
-            Service::Greet | Service::Udp => self.pool.put(buf),
+            // (TLS listeners' names never label a connection: see `admit`.)
+            Service::Greet | Service::Udp | Service::Https | Service::TlsEcho => self.pool.put(buf),
         }
         self.refresh_deadline(key);
     }
@@ -266,7 +283,9 @@ impl Reactor {
                 // HTTP answers the whole requests already buffered (settle
                 // closes once nothing more can be answered).
                 Service::Http => self.http_process(key),
-                Service::Greet | Service::Udp => self.begin_close(key),
+                Service::Greet | Service::Udp | Service::Https | Service::TlsEcho => {
+                    self.begin_close(key)
+                }
             },
         }
     }
@@ -299,9 +318,15 @@ impl Reactor {
                     self.begin_close(key);
                 }
                 Phase::Flushing if !http_busy(c) => {
-                    // All sent: FIN, then wait for the client's FIN.
-                    if let Err(e) = c.transport.shutdown_write() {
-                        trace!("conn {}: shutdown: {e}", c.id);
+                    // All sent: FIN (TLS: close_notify first, and FIN once
+                    // it is out), then wait for the client's FIN.
+                    match c.transport.shutdown_write(&mut self.pool) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            c.writable = false; // the alert waits for room
+                            return;
+                        }
+                        Err(e) => trace!("conn {}: shutdown: {e}", c.id),
                     }
                     if c.read_eof {
                         return self.close(key, Leave::Closed);
@@ -365,6 +390,7 @@ impl Reactor {
                 self.pool.put(buf);
             }
         }
+        c.transport.release(&mut self.pool);
         debug!("conn {} closed", c.id);
         let chat = c.service == Service::Chat;
         self.open -= 1;
@@ -462,7 +488,10 @@ impl Reactor {
     }
 
     /// Takes an accepted client into the slab, or turns it away when full.
-    fn admit(&mut self, service: Service, client: Accepted) {
+    /// A TLS listener's client speaks the plain service over TLS: the
+    /// connection gets the service and a TLS transport.
+    fn admit(&mut self, listener: Service, client: Accepted) {
+        let service = listener.base();
         if self.open >= self.limits.max_conns {
             self.stats.refused += 1;
             self.warned_full = accept::warn_throttled(
@@ -474,17 +503,23 @@ impl Reactor {
                     self.limits.max_conns
                 ),
             );
-            if service == Service::Http {
-                let reply = self.http_canned(503);
+            if listener == Service::Http {
+                let reply = self.http_canned(503, false);
                 return refuse(client, &reply);
+            }
+            if listener.is_tls() {
+                return refuse(client, b""); // no plaintext line for a TLS client
             }
             return refuse(client, FULL_LINE);
         }
+        let Some(transport) = self.tls_wrap(listener, client.transport) else {
+            return;
+        };
         let entry = self.slab.vacant_entry();
         let key = entry.key();
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
-        let mut conn = Conn::new(client.transport, service, id);
+        let mut conn = Conn::new(transport, service, id);
         if let Err(e) = conn.transport.register(self.poll.registry(), Token(key)) {
             info!("{}: cannot register {}: {e}", service.name(), client.peer);
             return;
@@ -498,16 +533,38 @@ impl Reactor {
             }
             _ => self.clock.after(self.limits.idle_timeout),
         };
+        // The header deadline covers the TLS handshake too.
+        let when = match (conn.transport.can_send(), when) {
+            (true, w) => w,
+            (false, 0) => self.clock.at(self.limits.header_timeout),
+            (false, w) => w.min(self.clock.at(self.limits.header_timeout)),
+        };
         rearm(&mut self.timers, key, &mut conn, when);
         entry.insert(Slot::Conn(conn));
         self.open += 1;
         self.stats.accepted += 1;
         debug!(
             "{} connection from {} (conn {id}, token {key})",
-            service.name(),
+            listener.name(),
             client.peer
         );
         self.on_open(key, service);
+    }
+
+    /// The transport for a client of `listener`: TLS over `transport` for
+    /// a TLS listener, else `transport` itself; `None` if TLS cannot start.
+    fn tls_wrap(&mut self, listener: Service, transport: Transport) -> Option<Transport> {
+        if !listener.is_tls() {
+            return Some(transport);
+        }
+        let config = self.tls.as_ref()?.config_for(listener);
+        match transport.start_tls(config) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                info!("{}: cannot start TLS: {e}", listener.name());
+                None
+            }
+        }
     }
 
     /// A new connection's first words, then whatever its readiness allows.
@@ -526,7 +583,12 @@ impl Reactor {
                 self.chat.connect(key, &mut outbox!(self));
                 self.drop_too_slow();
             }
-            Service::Echo | Service::Unix | Service::Http | Service::Udp => {}
+            Service::Echo
+            | Service::Unix
+            | Service::Http
+            | Service::Udp
+            | Service::Https
+            | Service::TlsEcho => {}
         }
         self.drive(key);
     }

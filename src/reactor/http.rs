@@ -9,7 +9,9 @@ use std::time::SystemTime;
 use crate::buf::CHUNK;
 use crate::config::Limits;
 use crate::service::Verdict;
-use crate::service::http::{FileBody, HttpConfig, HttpConn, Site, canned};
+use crate::service::http::{
+    FIXED_MAX, FileBody, HttpConfig, HttpConn, Site, canned, fixed_after_date,
+};
 use crate::stats::Stats;
 use crate::timer::{Clock, Millis};
 
@@ -219,7 +221,10 @@ impl Reactor {
                 rooms: self.chat.rooms(),
             };
             self.http_out.clear();
-            let date = self.date.get(SystemTime::now());
+            // HTTPS responses carry HSTS: a fixed line after `Date`.
+            let mut room = [0; FIXED_MAX];
+            let hsts = c.transport.is_tls();
+            let date = fixed_after_date(self.date.get(SystemTime::now()), hsts, &mut room);
             let p = proto.input(
                 input.data(),
                 &mut self.http_out,
@@ -319,10 +324,13 @@ impl Reactor {
         }
     }
 
-    /// A canned `status` response, as bytes (for 408 and 503).
-    pub(super) fn http_canned(&mut self, status: u16) -> Vec<u8> {
+    /// A canned `status` response, as bytes (for 408 and 503); `hsts` for
+    /// an HTTPS connection.
+    pub(super) fn http_canned(&mut self, status: u16, hsts: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(160);
-        canned(status, self.date.get(SystemTime::now()), &mut out);
+        let mut room = [0; FIXED_MAX];
+        let date = fixed_after_date(self.date.get(SystemTime::now()), hsts, &mut room);
+        canned(status, date, &mut out);
         out
     }
 
@@ -335,7 +343,8 @@ impl Reactor {
         if !c.is_serving() || !head_arriving(c) || http_busy(c) {
             return false;
         }
-        let reply = self.http_canned(408);
+        let hsts = c.transport.is_tls();
+        let reply = self.http_canned(408, hsts);
         if let Some(Slot::Conn(c)) = self.slab.get_mut(key) {
             c.queue(&reply, &mut self.pool);
         }

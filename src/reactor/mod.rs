@@ -143,6 +143,9 @@ pub struct Reactor {
     chat: ChatHub,
     /// What HTTP serves and its request limits.
     http_cfg: HttpConfig,
+    /// TLS configurations (shared by every TLS connection), if a TLS
+    /// service runs.
+    tls: Option<crate::tls::TlsSetup>,
     /// The `Date` header value, formatted at most once a second.
     date: DateCache,
     /// Where HTTP responses are written before they are queued (reused).
@@ -200,6 +203,7 @@ impl Reactor {
             unix_path: None,
             chat: ChatHub::new(limits.max_line),
             http_cfg: config.http_config.clone(),
+            tls: None,
             date: DateCache::new(),
             http_out: Vec::new(),
             stats: Stats::default(),
@@ -240,6 +244,21 @@ impl Reactor {
         ];
         for (service, addr) in tcp {
             if let Some(addr) = addr {
+                let l = listen::tcp(service.name(), addr, config.reuse_port)?;
+                self.add_listener(ListenSocket::Tcp(l), service)?;
+            }
+        }
+        let tls = [
+            (Service::Https, config.https),
+            (Service::TlsEcho, config.tls_echo),
+        ];
+        for (service, addr) in tls {
+            if let Some(addr) = addr {
+                if self.tls.is_none() {
+                    let (cert, key) = (config.tls_cert.as_deref(), config.tls_key.as_deref());
+                    let setup = crate::tls::TlsSetup::load(cert, key)?;
+                    self.tls = Some(setup);
+                }
                 let l = listen::tcp(service.name(), addr, config.reuse_port)?;
                 self.add_listener(ListenSocket::Tcp(l), service)?;
             }

@@ -53,6 +53,12 @@ pub enum Service {
     Unix,
     /// HTTP/1.1: hello, stats, static files.
     Http,
+    /// A listener of HTTP over TLS. Its connections are `Http` with a TLS
+    /// transport: the protocol never knows.
+    Https,
+    /// A listener of echo over TLS. Its connections are `Echo` with a TLS
+    /// transport.
+    TlsEcho,
 }
 
 impl Service {
@@ -65,6 +71,23 @@ impl Service {
             Service::Chat => "chat",
             Service::Unix => "unix",
             Service::Http => "http",
+            Service::Https => "https",
+            Service::TlsEcho => "tls-echo",
         }
+    }
+
+    /// The protocol a listener's connections speak: `Http` for `Https`,
+    /// `Echo` for `TlsEcho`, the service itself otherwise.
+    pub fn base(self) -> Service {
+        match self {
+            Service::Https => Service::Http,
+            Service::TlsEcho => Service::Echo,
+            other => other,
+        }
+    }
+
+    /// True for a listener whose clients speak TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Service::Https | Service::TlsEcho)
     }
 }

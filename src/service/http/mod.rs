@@ -75,7 +75,16 @@ mod tests;
 use std::fs::File;
 use std::path::PathBuf;
 
-pub use response::{DateCache, canned, reason};
+pub use response::{DateCache, FIXED_MAX, canned, fixed_after_date, reason};
+
+/// Public for the fuzz targets (`fuzz/`): the path a request target is
+/// served as, decoded and normalised, with `true` if it names a directory;
+/// `None` where a request gets 400. Not part of the API.
+#[doc(hidden)]
+pub fn clean_target(target: &str) -> Option<(Vec<u8>, bool)> {
+    let clean = path::clean(path::path_of(target)?).ok()?;
+    Some((clean.path.into_owned(), clean.dir))
+}
 
 use self::body::{Chunked, Step, feed_length};
 use self::path::Clean;
@@ -194,7 +203,8 @@ impl Default for HttpConn {
 struct Ctx<'a> {
     /// The limits and root.
     cfg: &'a HttpConfig,
-    /// The cached `Date` value.
+    /// The cached `Date` value, followed by any further fixed header
+    /// lines (HSTS): what goes after `Date: ` (see `response::start`).
     date: &'a [u8],
     /// Renders `/stats` and `/metrics`.
     site: &'a dyn Site,
@@ -210,7 +220,9 @@ impl HttpConn {
     /// `consumed` ended): appends zero or more complete responses to `out`,
     /// in request order, at most `cfg.max_pipeline` per call; stops after a
     /// response with a file body or one that closes. `date` is the cached
-    /// `Date` value ([`DateCache::get`]). Never panics, whatever `input` is.
+    /// `Date` value ([`DateCache::get`]), possibly followed by fixed header
+    /// lines for every response (HTTPS: [`fixed_after_date`] adds HSTS).
+    /// Never panics, whatever `input` is.
     pub fn input(
         &mut self,
         input: &[u8],

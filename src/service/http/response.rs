@@ -93,7 +93,29 @@ pub(crate) fn push_hex(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
-/// Appends `HTTP/1.1 <status> <reason>`, `Server` and `Date` lines.
+/// The HSTS header line, without its line ending: one year, as Mozilla's
+/// guidelines suggest.
+pub const HSTS: &[u8] = b"Strict-Transport-Security: max-age=31536000";
+
+/// Room for a `Date` value, a line break and the HSTS line.
+pub const FIXED_MAX: usize = DATE_LEN + 2 + HSTS.len();
+
+/// What follows `Date: ` in every response: the date, then (with `hsts`)
+/// `\r\n` and the HSTS line, so `start` writes both for every response,
+/// canned ones included, with no flag to thread through. Uses `room`.
+pub fn fixed_after_date<'a>(date: &'a [u8], hsts: bool, room: &'a mut [u8; FIXED_MAX]) -> &'a [u8] {
+    if !hsts || date.len() > DATE_LEN {
+        return date;
+    }
+    let n = date.len();
+    room[..n].copy_from_slice(date);
+    room[n..n + 2].copy_from_slice(b"\r\n");
+    room[n + 2..n + 2 + HSTS.len()].copy_from_slice(HSTS);
+    &room[..n + 2 + HSTS.len()]
+}
+
+/// Appends `HTTP/1.1 <status> <reason>`, `Server` and `Date` lines (and
+/// whatever fixed lines `date` carries after the date itself).
 pub(crate) fn start(out: &mut Vec<u8>, status: u16, date: &[u8]) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_u64(out, u64::from(status));
@@ -255,6 +277,19 @@ mod tests {
         out.push(b' ');
         push_hex(&mut out, 0xdead_beef);
         assert_eq!(out, b"0 18446744073709551615 0 deadbeef");
+    }
+
+    #[test]
+    fn hsts_follows_date_only_when_asked() {
+        let date = b"Sun, 06 Nov 1994 08:49:37 GMT";
+        let mut room = [0; FIXED_MAX];
+        assert_eq!(fixed_after_date(date, false, &mut room), &date[..]);
+        let mut out = Vec::new();
+        start(&mut out, 200, fixed_after_date(date, true, &mut room));
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with(
+            "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nStrict-Transport-Security: max-age=31536000\r\n"
+        ));
     }
 
     #[test]
