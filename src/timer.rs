@@ -119,6 +119,18 @@ impl Timers {
         }
     }
 
+    /// Replaces every entry with `entries` (one per live connection), and
+    /// gives back the memory the old ones took.
+    pub fn rebuild(&mut self, entries: impl Iterator<Item = Due>) {
+        let mut v: Vec<Reverse<Due>> = std::mem::take(&mut self.heap).into_vec();
+        v.clear();
+        v.extend(entries.map(Reverse));
+        if v.capacity() > 4 * v.len().max(256) {
+            v.shrink_to_fit();
+        }
+        self.heap = BinaryHeap::from(v);
+    }
+
     /// Entries held (live and stale).
     pub fn len(&self) -> usize {
         self.heap.len()
@@ -152,6 +164,16 @@ mod tests {
         assert_eq!(std::mem::size_of::<Due>(), 16);
         assert_eq!(t.pop_due(25), None);
         assert_eq!(t.len(), 1);
+        t.rebuild(
+            [Due {
+                when: 40,
+                key: 7,
+                id: 9,
+            }]
+            .into_iter(),
+        );
+        assert_eq!(t.len(), 1, "rebuild keeps only what it is given");
+        assert_eq!(t.pop_due(40).map(|d| d.key), Some(7));
     }
 
     #[test]

@@ -148,4 +148,32 @@ impl Transport {
             Transport::Tls(_) => Ok(0),
         }
     }
+
+    /// Before dropping a refused client: FIN after our line, then read and
+    /// discard what it already sent (up to 64 KiB), since closing a socket
+    /// with unread input sends RST, which can wipe our line from the
+    /// client's buffer before it reads it. Best effort, never blocks.
+    pub fn discard_input(&mut self) {
+        let mut sink = [0u8; 4096];
+        let (stream, fin): (&mut dyn io::Read, io::Result<()>) = match self {
+            Transport::Tcp(s) => {
+                let fin = s.shutdown(Shutdown::Write);
+                (s, fin)
+            }
+            Transport::Unix(s) => {
+                let fin = s.shutdown(Shutdown::Write);
+                (s, fin)
+            }
+            Transport::Tls(_) => return,
+        };
+        if fin.is_err() {
+            return;
+        }
+        for _ in 0..16 {
+            match stream.read(&mut sink) {
+                Ok(n) if n > 0 => {}
+                _ => return,
+            }
+        }
+    }
 }

@@ -599,8 +599,6 @@ fn emfile_on_accept() {
 /// before EMFILE again, so a backlog of 200 closed clients ahead of the new
 /// one drains at ~8 per 100 ms: about 2.5 s.
 #[test]
-#[ignore = "server bug: after EMFILE the backlog drains at (free fds) per 100 ms retry; \
-            a new client behind 200 closed ones waits ~2.5 s, not < 1 s"]
 fn emfile_new_client_within_1s() {
     let _g = serial();
     let m = emfile_scenario("emfile_new_client_within_1s");

@@ -150,6 +150,7 @@ pub fn refuse(mut client: Accepted, line: &[u8]) {
     {
         debug!("refusal line to {} not sent: {e}", client.peer);
     }
+    client.transport.discard_input();
 }
 
 /// Logs `msg` at warn level unless it was logged within the last second;

@@ -24,6 +24,9 @@ pub const HTTP_INPUT_CAP: usize = 64 * 1024;
 /// A file is read into the output only while less than this is queued: a
 /// client that does not read holds at most this much of a file.
 const FILE_WINDOW: usize = 4 * CHUNK;
+/// File bytes written per connection per loop turn before it yields to
+/// the others (the rest goes on the ready list).
+const FILE_TURN_BUDGET: usize = CHUNK;
 /// Rounds of `HttpConn::input` per connection per turn (each answers up to
 /// `max_pipeline` requests) before it yields to the others.
 const HTTP_ROUNDS: usize = 4;
@@ -273,10 +276,18 @@ impl Reactor {
     fn pump_file(&mut self, key: usize) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
         let mut sent = false;
+        let mut budget = FILE_TURN_BUDGET;
         loop {
             let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
                 return Ok(());
             };
+            if budget == 0 {
+                // Fairness: a reader with a huge window must not hold the
+                // loop while others wait; the rest goes next turn.
+                self.refresh_deadline(key);
+                self.defer(key);
+                return Ok(());
+            }
             if sent && c.http.as_ref().is_none_or(|x| x.file.is_none()) {
                 // The file is out: requests pipelined behind it may be
                 // waiting in the input, and no event will announce them.
@@ -320,6 +331,7 @@ impl Reactor {
             }
             let written = c.flush(&mut self.pool)?;
             self.stats.bytes_out += written as u64;
+            budget = budget.saturating_sub(written.max(1));
             sent = true;
         }
     }

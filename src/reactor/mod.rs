@@ -64,7 +64,7 @@ use crate::service::chat::ChatHub;
 use crate::service::http::{DateCache, HttpConfig};
 use crate::stats::Stats;
 use crate::sys;
-use crate::timer::{Clock, Millis, Timers, timeout_until};
+use crate::timer::{Clock, Due, Millis, Timers, timeout_until};
 
 use accept::{ListenSocket, Listener};
 use conn::{Conn, Phase};
@@ -348,11 +348,29 @@ impl Reactor {
                 self.drive(key);
             }
         }
+        let freed = !self.closed.is_empty();
         for key in self.closed.drain(..) {
             // Dropping the socket closes its fd, and epoll forgets a closed
             // fd by itself (we never dup one), so no deregister call.
             if let Some(Slot::Conn(c)) = self.slab.try_remove(key) {
                 trace!("conn {} freed (token {key})", c.id);
+            }
+        }
+        if freed {
+            self.retry_accepts_now();
+        }
+    }
+
+    /// Fds were just freed: listeners waiting out EMFILE try again at the
+    /// next timer phase instead of after their full retry delay, so a
+    /// queue of clients drains as fast as fds come back.
+    fn retry_accepts_now(&mut self) {
+        let now = self.clock.now();
+        for &key in &self.listeners {
+            if let Some(Slot::Listener(l)) = self.slab.get_mut(key)
+                && l.retry_at > now
+            {
+                l.retry_at = now.max(1);
             }
         }
     }
@@ -551,7 +569,30 @@ impl Reactor {
         self.publish_stats();
         if now / 1000 != (now - CRON_MS.min(now)) / 1000 {
             self.pool.trim();
+            self.compact_timers();
         }
+    }
+
+    /// Rebuilds the timer heap with one entry per live connection, once
+    /// stale entries dominate it. Lazy re-arming leaves entries behind: a
+    /// closed connection's stays until its deadline, and a deadline moved
+    /// earlier (HTTP's header deadline, on every keep-alive request) adds
+    /// one that the older entry does not replace. Without this, the heap
+    /// would grow with the connection and request rates. O(n), at most
+    /// once a second.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.open + 1024 {
+            return;
+        }
+        let live = self.slab.iter().filter_map(|(key, slot)| match slot {
+            Slot::Conn(c) if c.phase != Phase::Closed && c.deadline != 0 => Some(Due {
+                when: c.deadline,
+                key: key as u32,
+                id: c.id,
+            }),
+            _ => None,
+        });
+        self.timers.rebuild(live);
     }
 
     /// Copies the counters where `Handle::stats` reads them.
