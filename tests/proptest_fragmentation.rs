@@ -19,10 +19,10 @@
 //!   `100 Continue` (sent only while the body is still to come), and an
 //!   invalid chunked body (400/413 in place of the response when its bad
 //!   bytes are already here; the response then a close when they come later).
-//!   Besides those, these properties found that the status of a refused
-//!   head can depend on its fragmentation (400 against 414, 431 or 505):
-//!   that is tolerated narrowly (see `KNOWN`) until fixed, and the ignored
-//!   test `known_head_status_dependences` reproduces it.
+//!   These properties once found that the status of a refused head
+//!   depended on its fragmentation (400 against 414, 431 or 505); the
+//!   parser now judges a bad head on its shortest refusable prefix, and
+//!   `bad_head_status_ignores_fragmentation` keeps the reproducers.
 //! - the chunked decoder, through `HttpConn::input`: a valid chunked body
 //!   is consumed exactly (the request pipelined after it is answered as if
 //!   the body were absent), however it is cut.
@@ -944,9 +944,6 @@ fn same_run(whole: &HttpRun, valid: Option<&HttpRun>, split: &HttpRun) -> Result
     {
         return Ok(());
     }
-    if known_difference(whole, &got, split) {
-        return Ok(());
-    }
     Err(format!(
         "whole ({} responses, closed {}, left {:?}):\n{}\nsplit ({} responses, closed {}, left {:?}):\n{}",
         whole.responses,
@@ -960,61 +957,12 @@ fn same_run(whole: &HttpRun, valid: Option<&HttpRun>, split: &HttpRun) -> Result
     ))
 }
 
-/// Status pairs (whole, split) of the known fragmentation dependences of
-/// the head parser, reported and left for a fix in `src/`; the ignored
-/// test `known_head_status_dependences` below reproduces each.
-///
-/// Both come from heads with a syntax error that httparse reports, where
-/// the status depends on how much of the head is buffered:
-/// - `request::parse` checks the size limits (`scan_limits`) on the whole
-///   buffer before it maps the error, so a limit broken *after* the error
-///   (a long target or header line) gives 414 or 431 when those bytes are
-///   already here, and 400 when only the bytes up to the error are;
-/// - `version_status` takes the *last* space-separated word of the request
-///   line as the version, so `G GET / HTTP/1.1` is 505 once the line is
-///   whole, but 400 while it reads `G GET /` (`/` is no version).
-///
-/// Either way the connection gets one error response and closes. The
-/// second also lets a prefix be refused while the whole head waits for
-/// more (`G / o` is 400, `G / o ` is partial: its version slot is empty):
-/// a whole run that waits on a partial head may then meet a split run
-/// that answered 400 and closed.
-const KNOWN: &[(u16, u16)] = &[(505, 400), (414, 400), (431, 400), (414, 505), (431, 505)];
-
 /// The status of the response starting at `at` in `out`.
 fn status_at(out: &[u8], at: usize) -> Option<u16> {
     std::str::from_utf8(out.get(at + 9..at + 12)?)
         .ok()?
         .parse()
         .ok()
-}
-
-/// True when `whole` and `split` (whose output less interim responses is
-/// `got`) differ only as `KNOWN` allows: in the status of their last,
-/// closing, error response, by one of the `KNOWN` pairs; or the whole run
-/// waits on a partial head where the split run answered it 400 and closed.
-fn known_difference(whole: &HttpRun, got: &[u8], split: &HttpRun) -> bool {
-    if !whole.closed
-        && !whole.left.is_empty()
-        && split.closed
-        && split.responses == whole.responses + 1
-        && got.starts_with(&whole.out)
-        && status_at(got, whole.out.len()) == Some(400)
-    {
-        return true;
-    }
-    let last = |out: &[u8]| out.windows(9).rposition(|w| w == b"HTTP/1.1 ");
-    let (Some(w), Some(s)) = (last(&whole.out), last(got)) else {
-        return false;
-    };
-    let (Some(a), Some(b)) = (status_at(&whole.out, w), status_at(got, s)) else {
-        return false;
-    };
-    whole.closed
-        && split.closed
-        && whole.responses == split.responses
-        && whole.out[..w] == got[..s]
-        && KNOWN.contains(&(a, b))
 }
 
 /// The script's bytes (`valid_body`: a bad last body made valid).
@@ -1171,7 +1119,7 @@ proptest! {
 }
 
 // ===========================================================================
-// Known dependences (see `KNOWN`)
+// Bad heads judged alike however they arrive
 // ===========================================================================
 
 /// The status of the one response a fresh connection gives `input` fed in
@@ -1185,13 +1133,10 @@ fn status_in_pieces(input: &[u8], piece: usize) -> u16 {
     status_at(&run.out, 0).expect("a status")
 }
 
-/// The head-parser dependences `KNOWN` tolerates, as plain reproducers.
-/// Ignored while they stand: `cargo test --release --test
-/// proptest_fragmentation -- --ignored` shows them; once `src/` is fixed,
-/// remove the `#[ignore]` and the `KNOWN` pairs.
+/// Heads that once got a status depending on their fragmentation: each
+/// must get the same status whole and split.
 #[test]
-#[ignore = "known: the status of a bad head depends on its fragmentation"]
-fn known_head_status_dependences() {
+fn bad_head_status_ignores_fragmentation() {
     // A request line with four words: 505 whole, 400 byte by byte.
     let four_words = b"G GET / HTTP/1.1\r\nHost: h\r\n\r\n";
     let whole = status_in_pieces(four_words, four_words.len());
@@ -1208,12 +1153,12 @@ fn known_head_status_dependences() {
         (bytewise, long_split),
         "status whole vs split: four words {whole} vs {bytewise}, long target {long_whole} vs {long_split}"
     );
-    // A prefix refused while the whole input waits: `G / o` is 400 (byte
-    // by byte), `G / o ` in one piece is a partial head.
+    // `G / o` is refused (400) byte by byte, so `G / o ` whole must be too,
+    // not wait as a partial head.
     let run = run_http(&HttpConfig::default(), &[b"G / o "]);
     assert_eq!(
         (run.responses, run.closed),
         (1, true),
-        "\"G / o \" whole: no answer, waits; byte by byte: 400"
+        "\"G / o \" whole must be answered (400) and closed, as it is byte by byte"
     );
 }

@@ -115,15 +115,45 @@ pub(crate) fn parse<'a>(buf: &'a [u8], cfg: &HttpConfig) -> Parsed<'a> {
     let slots = &mut slots[..cfg.max_headers.clamp(1, HEADER_CAP)];
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(buf, slots) {
-        Ok(httparse::Status::Partial) => match scan_limits(buf, cfg) {
-            Some(status) => reject(status),
-            None => Parsed::Partial,
-        },
-        Err(e) => match scan_limits(buf, cfg).or_else(|| error_status(e, buf)) {
+        Ok(httparse::Status::Partial) | Err(_) => match first_refusal(buf, cfg) {
             Some(status) => reject(status),
             None => Parsed::Partial,
         },
         Ok(httparse::Status::Complete(len)) => validate(&req, buf, len, cfg),
+    }
+}
+
+/// The status for an incomplete or malformed head, judged on the shortest
+/// prefix of `buf` that is already refusable, or `None` to wait. Judging
+/// the whole buffer instead would make the status depend on how the bytes
+/// arrived: a syntax error early in the head and a size limit broken later
+/// would give 400 when the bytes trickle in but 414 or 431 when they come
+/// in one read. A prefix, once refusable, stays so as bytes are added, so
+/// a binary search finds it; it runs only on the way to a refusal.
+fn first_refusal(buf: &[u8], cfg: &HttpConfig) -> Option<u16> {
+    refusal(buf, cfg)?;
+    let (mut lo, mut hi) = (0, buf.len()); // refusal(buf[..lo]) is None, buf[..hi] is Some
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match refusal(&buf[..mid], cfg) {
+            Some(_) => hi = mid,
+            None => lo = mid,
+        }
+    }
+    refusal(&buf[..hi], cfg)
+}
+
+/// What an incomplete or malformed head `buf` gets as it stands: a status
+/// (a broken limit, or httparse's error), or `None` to wait for more.
+fn refusal(buf: &[u8], cfg: &HttpConfig) -> Option<u16> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_CAP];
+    let slots = &mut slots[..cfg.max_headers.clamp(1, HEADER_CAP)];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, slots) {
+        Ok(httparse::Status::Partial) => scan_limits(buf, cfg),
+        Err(e) => scan_limits(buf, cfg).or_else(|| error_status(e, buf)),
+        // A whole head is not refused here: `validate` judges it.
+        Ok(httparse::Status::Complete(_)) => None,
     }
 }
 
@@ -148,8 +178,12 @@ fn version_status(buf: &[u8]) -> Option<u16> {
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(0);
     let (line, next) = line_at(buf, start);
-    let version = match line.iter().rposition(|&b| b == b' ') {
-        Some(sp) => line.get(sp + 1..).unwrap_or_default(),
+    // The version is whatever follows the second space (method SP target
+    // SP version): not the last word, which would read `G GET / HTTP/1.1`
+    // as version 1.1 whole but as garbage byte by byte.
+    let mut spaces = line.iter().enumerate().filter(|&(_, &b)| b == b' ');
+    let version = match spaces.nth(1) {
+        Some((sp, _)) => line.get(sp + 1..).unwrap_or_default(),
         None => return Some(400),
     };
     // An unterminated line may end in the CR of its CRLF.
