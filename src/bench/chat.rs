@@ -183,18 +183,15 @@ fn run_thread(addr: SocketAddr, senders: usize, plan: Plan) -> io::Result<Thread
             }
             rec.wrote(now, line.len());
         }
-        let wake = if stop_at == u64::MAX {
-            sched.peek().min(plan.until)
-        } else {
-            stop_at + plan.timeout
-        };
-        let timeout =
-            std::time::Duration::from_nanos(wake.min(next_tick).saturating_sub(clock.now()));
-        if let Err(e) = poll.poll(&mut events, Some(timeout))
-            && e.kind() != ErrorKind::Interrupted
-        {
-            return Err(e);
-        }
+        run::wait(
+            &mut poll,
+            &mut events,
+            &clock,
+            &sched,
+            &plan,
+            stop_at,
+            next_tick,
+        )?;
         for ev in events.iter() {
             let m = &mut members[ev.token().0];
             if ev.is_writable() && flush(m).is_err() {

@@ -35,6 +35,30 @@ impl Clock {
     }
 }
 
+/// Sleeps in `poll` until the next send is due (`sched`), or, once sending
+/// stopped at `stop_at`, until the last replies' timeout; never past
+/// `next_tick` (the per-second ticker). `EINTR` is not an error.
+pub fn wait(
+    poll: &mut mio::Poll,
+    events: &mut mio::Events,
+    clock: &Clock,
+    sched: &Schedule,
+    plan: &Plan,
+    stop_at: u64,
+    next_tick: u64,
+) -> std::io::Result<()> {
+    let wake = if stop_at == u64::MAX {
+        sched.peek().min(plan.until)
+    } else {
+        stop_at + plan.timeout
+    };
+    let timeout = std::time::Duration::from_nanos(wake.min(next_tick).saturating_sub(clock.now()));
+    match poll.poll(events, Some(timeout)) {
+        Err(e) if e.kind() != std::io::ErrorKind::Interrupted => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// What one thread is asked to do.
 #[derive(Clone, Debug)]
 pub struct Plan {

@@ -166,18 +166,15 @@ fn run_thread(addr: SocketAddr, size: usize, plan: Plan) -> io::Result<ThreadOut
             }
             next_sock = (next_sock + 1) % socks.len();
         }
-        let wake = if stop_at == u64::MAX {
-            sched.peek().min(plan.until)
-        } else {
-            stop_at + plan.timeout
-        };
-        let timeout =
-            std::time::Duration::from_nanos(wake.min(next_tick).saturating_sub(clock.now()));
-        if let Err(e) = poll.poll(&mut events, Some(timeout))
-            && e.kind() != ErrorKind::Interrupted
-        {
-            return Err(e);
-        }
+        run::wait(
+            &mut poll,
+            &mut events,
+            &clock,
+            &sched,
+            &plan,
+            stop_at,
+            next_tick,
+        )?;
         for ev in events.iter() {
             let s = &socks[ev.token().0];
             loop {

@@ -394,48 +394,30 @@ pub fn bin_path() -> &'static str {
 impl Bin {
     /// Spawn `reactor ARGS...` with stderr read line by line in a thread.
     pub fn spawn(args: &[&str]) -> Bin {
-        let mut child = Command::new(bin_path())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn reactor binary");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let log2 = log.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let line = strip_ansi(&line);
-                log2.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        Bin {
-            child,
-            lines: rx,
-            log,
-        }
+        Bin::spawn_under(&[], args)
     }
 
     /// Spawn `WRAPPER... <reactor binary> ARGS...` (for example under
-    /// `prlimit --nofile=64:64 --`), stderr read as by [`Bin::spawn`]. The
-    /// wrapper must exec the binary, so the child's pid is the server's.
+    /// `prlimit --nofile=64:64 --`; no wrapper: the binary itself), stderr
+    /// read line by line in a thread. A wrapper must exec the binary, so
+    /// the child's pid is the server's.
     pub fn spawn_under(wrapper: &[&str], args: &[&str]) -> Bin {
-        let (program, pre) = wrapper.split_first().expect("a wrapper command");
-        let mut child = Command::new(program)
-            .args(pre)
-            .arg(bin_path())
+        let mut command = match wrapper.split_first() {
+            Some((program, pre)) => {
+                let mut c = Command::new(program);
+                c.args(pre).arg(bin_path());
+                c
+            }
+            None => Command::new(bin_path()),
+        };
+        let mut child = command
             .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+            .unwrap_or_else(|e| panic!("spawn {wrapper:?} reactor: {e}"));
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         let log = Arc::new(Mutex::new(Vec::new()));
