@@ -62,7 +62,7 @@ pub struct ServeArgs {
     /// Echo on a Unix stream socket at PATH (a stale socket file is replaced)
     #[arg(long, value_name = "PATH")]
     pub unix: Option<PathBuf>,
-    /// HTTP/1.1: "Hello, client!" at /, counters at /stats and /metrics [default: 127.0.0.1:8000]
+    /// HTTP/1.1: "Hello, client!" at /, counters at /stats and /metrics, the browser chat at /chat (WebSocket /ws), a live /dashboard [default: 127.0.0.1:8000]
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
     /// HTTP over TLS (HSTS, ALPN http/1.1); needs --tls-cert and --tls-key [not in the defaults]
@@ -89,6 +89,13 @@ pub struct ServeArgs {
     /// HTTP: largest request body read (and discarded); more gets 413
     #[arg(long, value_name = "BYTES", default_value = "1m", value_parser = parse_size)]
     pub max_body: usize,
+    /// WebSocket (/ws): let browsers in only from this Origin (repeat for
+    /// more), e.g. https://chat.example.org [default: any]
+    #[arg(long, value_name = "ORIGIN")]
+    pub ws_origin: Vec<String>,
+    /// WebSocket: ping a member silent this long; close it if silent as long again (0: never)
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    pub ws_ping: Duration,
     /// Most open connections; past it a client gets one error line and is closed
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_conns: usize,
@@ -149,6 +156,7 @@ impl ServeArgs {
             header_timeout: self.header_timeout,
             keepalive_timeout: self.keepalive_timeout,
             max_line: self.max_line,
+            ws_ping: self.ws_ping,
             echo_output_cap: self.echo_output_cap,
             chat_output_hard: self.chat_output_hard,
             chat_output_soft: self.chat_output_soft,
@@ -171,6 +179,7 @@ impl ServeArgs {
             http_config: HttpConfig {
                 root: self.root.clone(),
                 max_body: self.max_body as u64,
+                ws_origins: self.ws_origin.clone(),
                 ..HttpConfig::default()
             },
             reuse_port: self.reuse_port || self.threads > 1,

@@ -75,8 +75,12 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// HTTP: an idle keep-alive connection is closed (silently) after this.
     pub keepalive_timeout: Duration,
-    /// Longest chat line in bytes, without its line ending.
+    /// Longest chat line in bytes, without its line ending; also the
+    /// largest WebSocket message (more: close 1009).
     pub max_line: usize,
+    /// WebSocket: a member silent this long is pinged; silent as long
+    /// again after the ping, it is closed (zero: never).
+    pub ws_ping: Duration,
     /// Echo stops reading a client once this much output is pending.
     pub echo_output_cap: usize,
     /// A chat member with more than this pending is disconnected at once.
@@ -106,6 +110,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
             max_line: 4096,
+            ws_ping: Duration::from_secs(30),
             echo_output_cap: 64 * 1024,
             chat_output_hard: 1024 * 1024,
             chat_output_soft: 256 * 1024,

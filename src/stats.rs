@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::service::Service;
+
 /// Counters and gauges of one reactor.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -39,6 +41,72 @@ pub struct Stats {
     pub accept_errors: u64,
     /// HTTP responses sent.
     pub http_requests: u64,
+    /// HTTP connections upgraded to WebSocket.
+    pub ws_upgrades: u64,
+    /// WebSocket messages received (whole, reassembled).
+    pub ws_messages: u64,
+    /// Connections open now, by the service they speak (gauges).
+    pub open_by: OpenBy,
+}
+
+/// Open connections by service (gauges). TLS connections count under the
+/// service they carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenBy {
+    /// Greet connections (only while the greeting goes out).
+    pub greet: u64,
+    /// TCP echo, plain or TLS.
+    pub echo: u64,
+    /// Line chat members.
+    pub chat: u64,
+    /// Unix-socket echo.
+    pub unix: u64,
+    /// HTTP, plain or TLS.
+    pub http: u64,
+    /// WebSocket chat members.
+    pub ws: u64,
+}
+
+impl OpenBy {
+    /// The gauge of connections speaking `service` (`None` for a service
+    /// that has no connections of its own: UDP, the TLS listeners).
+    pub fn of(&mut self, service: Service) -> Option<&mut u64> {
+        match service {
+            Service::Greet => Some(&mut self.greet),
+            Service::Echo => Some(&mut self.echo),
+            Service::Chat => Some(&mut self.chat),
+            Service::Unix => Some(&mut self.unix),
+            Service::Http => Some(&mut self.http),
+            Service::Ws => Some(&mut self.ws),
+            Service::Udp | Service::Https | Service::TlsEcho => None,
+        }
+    }
+
+    /// Adds `delta` (+1 or -1) to `service`'s gauge.
+    pub fn add(&mut self, service: Service, delta: i64) {
+        if let Some(n) = self.of(service) {
+            *n = n.saturating_add_signed(delta);
+        }
+    }
+}
+
+impl std::ops::AddAssign for OpenBy {
+    fn add_assign(&mut self, o: OpenBy) {
+        let OpenBy {
+            greet,
+            echo,
+            chat,
+            unix,
+            http,
+            ws,
+        } = o;
+        self.greet += greet;
+        self.echo += echo;
+        self.chat += chat;
+        self.unix += unix;
+        self.http += http;
+        self.ws += ws;
+    }
 }
 
 impl std::ops::AddAssign for Stats {
@@ -61,6 +129,9 @@ impl std::ops::AddAssign for Stats {
             udp_dropped,
             accept_errors,
             http_requests,
+            ws_upgrades,
+            ws_messages,
+            open_by,
         } = o;
         self.accepted += accepted;
         self.refused += refused;
@@ -78,6 +149,9 @@ impl std::ops::AddAssign for Stats {
         self.udp_dropped += udp_dropped;
         self.accept_errors += accept_errors;
         self.http_requests += http_requests;
+        self.ws_upgrades += ws_upgrades;
+        self.ws_messages += ws_messages;
+        self.open_by += open_by;
     }
 }
 

@@ -8,7 +8,8 @@ use crate::service::Service;
 use crate::timer::Millis;
 use crate::transport::Transport;
 
-use super::http::HttpExtra;
+use crate::service::http::{FileBody, HttpConn};
+use crate::service::ws::Decoder;
 
 /// Where a connection is in its life. Closing is staged, so the client
 /// reads our last bytes before any reset (nginx's lingering close).
@@ -41,9 +42,10 @@ pub struct Conn {
     pub input: Option<Box<Buffer>>,
     /// Bytes queued for the client and not yet written; `None` when empty.
     pub output: Option<Box<Buffer>>,
-    /// HTTP only: a body being discarded or a file being sent; `None`
-    /// between requests (so an idle keep-alive connection pays 8 bytes).
-    pub http: Option<Box<HttpExtra>>,
+    /// Protocol state an idle connection does not need: HTTP's body being
+    /// discarded or file being sent, a WebSocket message in flight. `None`
+    /// between requests and messages (so an idle connection pays 8 bytes).
+    pub extra: Option<Box<Extra>>,
     /// When the timer should look at this connection (ms on the reactor
     /// clock; 0 = no deadline). Moved forward on activity; see `timer.rs`.
     pub deadline: Millis,
@@ -72,6 +74,31 @@ pub struct Conn {
     pub queued: bool,
     /// On the reactor's flush list (output queued by another connection).
     pub flush_queued: bool,
+    /// WebSocket: a keep-alive ping went out and no sign of life (input,
+    /// or output taken by the socket) came since.
+    pub pinged: bool,
+}
+
+/// The boxed, rarely needed part of a connection's protocol state.
+#[derive(Debug)]
+pub struct Extra {
+    /// HTTP: where the request stream is while a body is being discarded.
+    pub proto: HttpConn,
+    /// HTTP: a file body being streamed.
+    pub file: Option<FileBody>,
+    /// WebSocket: the fragmented message being reassembled.
+    pub ws: Decoder,
+}
+
+impl Extra {
+    /// HTTP state `proto`, with no file and no WebSocket message.
+    pub fn new(proto: HttpConn) -> Extra {
+        Extra {
+            proto,
+            file: None,
+            ws: Decoder::default(),
+        }
+    }
 }
 
 impl Conn {
@@ -82,7 +109,7 @@ impl Conn {
             transport,
             input: None,
             output: None,
-            http: None,
+            extra: None,
             deadline: 0,
             mark: 0,
             id,
@@ -94,6 +121,7 @@ impl Conn {
             peer_closed: false,
             queued: false,
             flush_queued: false,
+            pinged: false,
         }
     }
 

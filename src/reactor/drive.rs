@@ -10,7 +10,7 @@ use mio::Token;
 use crate::buf::Buffer;
 use crate::config::Limits;
 use crate::service::chat::Leave;
-use crate::service::{Service, Verdict, echo, greet};
+use crate::service::{Service, Verdict, echo, greet, ws};
 use crate::timer::{Millis, Timers};
 use crate::transport::Transport;
 
@@ -27,7 +27,7 @@ const TOO_SLOW_LINE: &[u8] = b"ERROR too slow: output limit reached, disconnecti
 /// Moves `conn`'s deadline to `when` (0: none). Later deadlines need no
 /// heap work (the entry re-arms itself lazily); an earlier one, or the
 /// first one, needs an entry of its own.
-fn rearm(timers: &mut Timers, key: usize, conn: &mut Conn, when: Millis) {
+pub(super) fn rearm(timers: &mut Timers, key: usize, conn: &mut Conn, when: Millis) {
     if when != 0 && (conn.deadline == 0 || when < conn.deadline) {
         timers.push(when, key, conn.id);
     }
@@ -104,6 +104,11 @@ impl Reactor {
             Phase::Lingering | Phase::Closed => return,
             Phase::Open | Phase::Draining if c.service == Service::Http => {
                 http_deadline(c, &self.clock, &self.limits)
+            }
+            // A sign of life: no ping is owed; the next one is due later.
+            Phase::Open | Phase::Draining if c.service == Service::Ws => {
+                c.pinged = false;
+                self.clock.after(self.limits.ws_ping)
             }
             Phase::Open | Phase::Draining => self.clock.after(self.limits.idle_timeout),
         };
@@ -233,6 +238,7 @@ impl Reactor {
                 }
             }
             Service::Chat => self.chat_input(key, buf),
+            Service::Ws => self.ws_input(key, buf),
             Service::Http => {
                 c.input = Some(buf);
                 self.http_process(key);
@@ -275,7 +281,7 @@ impl Reactor {
                         self.begin_close(key);
                     }
                 }
-                Service::Chat => {
+                Service::Chat | Service::Ws => {
                     self.chat.disconnect(key, Leave::Closed, &mut outbox!(self));
                     self.drop_too_slow();
                     self.begin_close(key);
@@ -362,6 +368,12 @@ impl Reactor {
         let Some(Slot::Conn(c)) = self.slab.get(key) else {
             return;
         };
+        if c.service == Service::Ws && c.phase == Phase::Open && self.ws_keepalive(key) {
+            return; // pinged; it has until the next deadline to answer
+        }
+        let Some(Slot::Conn(c)) = self.slab.get(key) else {
+            return;
+        };
         debug!("conn {}: deadline passed ({:?}), closing", c.id, c.phase);
         self.stats.timeouts += 1;
         if c.service == Service::Http && self.http_timeout_reply(key) {
@@ -392,7 +404,8 @@ impl Reactor {
         }
         c.transport.release(&mut self.pool);
         debug!("conn {} closed", c.id);
-        let chat = c.service == Service::Chat;
+        let chat = c.service.is_chat();
+        self.stats.open_by.add(c.service, -1);
         self.open -= 1;
         self.stats.closed += 1;
         self.closed.push(key);
@@ -418,10 +431,20 @@ impl Reactor {
                 c.id,
                 c.pending()
             );
-            // Discard the backlog, but finish the line the client may be in
-            // the middle of (a write can stop mid-line), so it reads whole
-            // lines and then the error.
-            if let Some(mut buf) = c.output.take() {
+            if c.service == Service::Ws {
+                // Frames cannot be cut where a write stopped without knowing
+                // where each one began: the backlog stays (bounded by the
+                // hard cap, and by the linger time), then the error and a
+                // close with 1008.
+                let line = TOO_SLOW_LINE.strip_suffix(b"\n").unwrap_or(TOO_SLOW_LINE);
+                let (head, n) = ws::text_header(line.len());
+                c.queue(&head[..n], &mut self.pool);
+                c.queue(line, &mut self.pool);
+                c.queue(&ws::close_frame(ws::code::POLICY), &mut self.pool);
+            } else if let Some(mut buf) = c.output.take() {
+                // Discard the backlog, but finish the line the client may be
+                // in the middle of (a write can stop mid-line), so it reads
+                // whole lines and then the error.
                 let keep = buf
                     .data()
                     .iter()
@@ -430,8 +453,8 @@ impl Reactor {
                 let drop = buf.len() - keep;
                 buf.truncate_back(drop);
                 c.output = Some(buf);
+                c.queue(TOO_SLOW_LINE, &mut self.pool);
             }
-            c.queue(TOO_SLOW_LINE, &mut self.pool);
             c.mark = 0;
             self.begin_close(key);
             self.chat
@@ -542,6 +565,7 @@ impl Reactor {
         rearm(&mut self.timers, key, &mut conn, when);
         entry.insert(Slot::Conn(conn));
         self.open += 1;
+        self.stats.open_by.add(service, 1);
         self.stats.accepted += 1;
         debug!(
             "{} connection from {} (conn {id}, token {key})",
@@ -588,7 +612,8 @@ impl Reactor {
             | Service::Http
             | Service::Udp
             | Service::Https
-            | Service::TlsEcho => {}
+            | Service::TlsEcho
+            | Service::Ws => {}
         }
         self.drive(key);
     }

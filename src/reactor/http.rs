@@ -9,13 +9,11 @@ use std::time::SystemTime;
 use crate::buf::CHUNK;
 use crate::config::Limits;
 use crate::service::Verdict;
-use crate::service::http::{
-    FIXED_MAX, FileBody, HttpConfig, HttpConn, Site, canned, fixed_after_date,
-};
+use crate::service::http::{FIXED_MAX, HttpConfig, HttpConn, Site, canned, fixed_after_date};
 use crate::stats::Stats;
 use crate::timer::{Clock, Millis};
 
-use super::conn::{Conn, Phase};
+use super::conn::{Conn, Extra, Phase};
 use super::{Reactor, Slot};
 
 /// Most unparsed request bytes kept per connection: past this the loop
@@ -31,19 +29,9 @@ const FILE_TURN_BUDGET: usize = CHUNK;
 /// `max_pipeline` requests) before it yields to the others.
 const HTTP_ROUNDS: usize = 4;
 
-/// The per-connection HTTP state an idle keep-alive connection does not
-/// need, boxed so that idle connections pay one null pointer for it.
-#[derive(Debug)]
-pub struct HttpExtra {
-    /// Protocol state while a request body is being discarded.
-    pub proto: HttpConn,
-    /// A file body being streamed.
-    pub file: Option<FileBody>,
-}
-
 /// True if `c` still has response bytes to send (queued or in a file).
 pub fn http_busy(c: &Conn) -> bool {
-    c.pending() > 0 || c.http.as_ref().is_some_and(|x| x.file.is_some())
+    c.pending() > 0 || c.extra.as_ref().is_some_and(|x| x.file.is_some())
 }
 
 /// True if a request head is arriving on `c`: bytes are buffered at a
@@ -75,7 +63,7 @@ pub fn http_deadline(c: &Conn, clock: &Clock, limits: &Limits) -> Millis {
 
 /// The protocol state of `c` (a fresh one between requests).
 fn proto_of(c: &Conn) -> HttpConn {
-    c.http.as_ref().map_or_else(HttpConn::new, |x| x.proto)
+    c.extra.as_ref().map_or_else(HttpConn::new, |x| x.proto)
 }
 
 /// What `/stats` and `/metrics` show: the loop's counters and gauges.
@@ -88,12 +76,15 @@ pub struct SiteView<'a> {
     pub members: usize,
     /// Chat rooms now.
     pub rooms: usize,
+    /// Milliseconds since the loop started (the dashboard's clock).
+    pub uptime_ms: u64,
 }
 
 impl SiteView<'_> {
     /// Every figure as (name, kind, help, value): one list for both formats.
-    fn figures(&self) -> [(&'static str, &'static str, &'static str, u64); 19] {
+    fn figures(&self) -> [(&'static str, &'static str, &'static str, u64); 29] {
         let s = self.stats;
+        let by = s.open_by;
         [
             ("accepted", "counter", "Connections accepted.", s.accepted),
             (
@@ -103,6 +94,37 @@ impl SiteView<'_> {
                 s.refused,
             ),
             ("open", "gauge", "Connections open.", self.open as u64),
+            ("open_greet", "gauge", "Greet connections open.", by.greet),
+            (
+                "open_echo",
+                "gauge",
+                "Echo connections open (TCP and TLS).",
+                by.echo,
+            ),
+            (
+                "open_chat",
+                "gauge",
+                "Line chat members connected.",
+                by.chat,
+            ),
+            (
+                "open_unix",
+                "gauge",
+                "Unix-socket echo connections open.",
+                by.unix,
+            ),
+            (
+                "open_http",
+                "gauge",
+                "HTTP connections open (plain and TLS).",
+                by.http,
+            ),
+            (
+                "open_ws",
+                "gauge",
+                "WebSocket chat members connected.",
+                by.ws,
+            ),
             ("closed", "counter", "Connections closed.", s.closed),
             (
                 "timeouts",
@@ -134,6 +156,18 @@ impl SiteView<'_> {
                 "HTTP responses sent.",
                 s.http_requests,
             ),
+            (
+                "ws_upgrades",
+                "counter",
+                "HTTP connections upgraded to WebSocket.",
+                s.ws_upgrades,
+            ),
+            (
+                "ws_messages",
+                "counter",
+                "WebSocket messages received.",
+                s.ws_messages,
+            ),
             ("udp_in", "counter", "UDP datagrams received.", s.udp_in),
             ("udp_out", "counter", "UDP datagrams sent.", s.udp_out),
             (
@@ -159,18 +193,41 @@ impl SiteView<'_> {
             (
                 "chat_members",
                 "gauge",
-                "Chat members now.",
+                "Chat members now (TCP and WebSocket).",
                 self.members as u64,
             ),
             ("chat_rooms", "gauge", "Chat rooms now.", self.rooms as u64),
+            (
+                "rss_kib",
+                "gauge",
+                "Resident memory of this process, KiB.",
+                rss_kib(),
+            ),
             (
                 "pid",
                 "gauge",
                 "Process id of this server.",
                 std::process::id() as u64,
             ),
+            (
+                "uptime_ms",
+                "counter",
+                "Milliseconds since this loop started.",
+                self.uptime_ms,
+            ),
         ]
     }
+}
+
+/// This process's resident memory in KiB (`VmRSS` of `/proc/self/status`;
+/// 0 where there is no `/proc`).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 impl Site for SiteView<'_> {
@@ -210,7 +267,7 @@ impl Reactor {
             let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
                 return;
             };
-            if !c.is_serving() || c.http.as_ref().is_some_and(|x| x.file.is_some()) {
+            if !c.is_serving() || c.extra.as_ref().is_some_and(|x| x.file.is_some()) {
                 return;
             }
             let mut proto = proto_of(c);
@@ -222,6 +279,7 @@ impl Reactor {
                 open: self.open,
                 members: self.chat.members(),
                 rooms: self.chat.rooms(),
+                uptime_ms: self.clock.now(),
             };
             self.http_out.clear();
             // HTTPS responses carry HSTS: a fixed line after `Date`.
@@ -243,13 +301,11 @@ impl Reactor {
             self.pool.release_if_empty(&mut c.input);
             // Keep the boxed state only while it says something.
             if !proto.idle() || p.file.is_some() {
-                let extra = c
-                    .http
-                    .get_or_insert_with(|| Box::new(HttpExtra { proto, file: None }));
+                let extra = c.extra.get_or_insert_with(|| Box::new(Extra::new(proto)));
                 extra.proto = proto;
                 extra.file = p.file;
             } else {
-                c.http = None;
+                c.extra = None;
             }
             // The header deadline: set when a head starts arriving (the
             // first bytes after an answered request, or after idleness),
@@ -258,6 +314,9 @@ impl Reactor {
                 c.mark = 0;
             } else if c.mark == 0 || p.responses > 0 {
                 c.mark = self.clock.at(self.limits.header_timeout);
+            }
+            if p.upgrade {
+                return self.ws_open(key);
             }
             if p.verdict == Verdict::Close {
                 self.begin_close(key);
@@ -288,7 +347,7 @@ impl Reactor {
                 self.defer(key);
                 return Ok(());
             }
-            if sent && c.http.as_ref().is_none_or(|x| x.file.is_none()) {
+            if sent && c.extra.as_ref().is_none_or(|x| x.file.is_none()) {
                 // The file is out: requests pipelined behind it may be
                 // waiting in the input, and no event will announce them.
                 self.refresh_deadline(key);
@@ -304,7 +363,7 @@ impl Reactor {
                 }
                 return Ok(());
             }
-            let Some(extra) = c.http.as_mut() else {
+            let Some(extra) = c.extra.as_mut() else {
                 return Ok(());
             };
             let Some(body) = extra.file.as_mut() else {
@@ -326,7 +385,7 @@ impl Reactor {
             if body.len == 0 {
                 extra.file = None;
                 if extra.proto.idle() {
-                    c.http = None;
+                    c.extra = None;
                 }
             }
             let written = c.flush(&mut self.pool)?;

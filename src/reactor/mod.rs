@@ -44,6 +44,7 @@ mod drive;
 mod http;
 mod outbox;
 mod udp;
+mod ws;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,6 +63,7 @@ use crate::listen;
 use crate::service::Service;
 use crate::service::chat::ChatHub;
 use crate::service::http::{DateCache, HttpConfig};
+use crate::service::ws as websocket;
 use crate::stats::Stats;
 use crate::sys;
 use crate::timer::{Clock, Due, Millis, Timers, timeout_until};
@@ -538,6 +540,9 @@ impl Reactor {
                 self.timers.push(c.deadline, key, c.id);
                 continue;
             }
+            // This entry is spent: with the deadline cleared, whatever
+            // `expire` sets next (a linger, a ping's answer) arms a new one.
+            c.deadline = 0;
             self.expire(key);
         }
         for i in 0..self.listeners.len() {
@@ -650,6 +655,10 @@ impl Reactor {
                 match c.service {
                     // Finish what already arrived: echo it, answer it.
                     Service::Echo | Service::Unix | Service::Http => c.phase = Phase::Draining,
+                    Service::Ws => {
+                        let going = websocket::close_frame(websocket::code::GOING_AWAY);
+                        self.ws_end(key, &going)
+                    }
                     _ => self.begin_close(key),
                 }
                 self.drive(key);

@@ -18,11 +18,12 @@ use slab::Slab;
 
 use crate::buf::{CHUNK, Pool};
 use crate::config::Limits;
-use crate::service::Outbox;
+use crate::service::{Outbox, Service};
 use crate::timer::Millis;
 
 use super::Slot;
 use super::bus::Bus;
+use super::ws::frame_lines;
 
 /// An `Outbox` that writes into the reactor's connections.
 pub struct ConnOutbox<'a> {
@@ -53,7 +54,11 @@ impl Outbox for ConnOutbox<'_> {
         if !conn.is_serving() {
             return;
         }
-        conn.queue(bytes, self.pool);
+        if conn.service == Service::Ws {
+            frame_lines(conn, bytes, self.pool);
+        } else {
+            conn.queue(bytes, self.pool);
+        }
         if conn.pending() >= CHUNK {
             // A write error here is met again by the flush before sleep,
             // which closes the connection; nothing to do about it now.

@@ -297,6 +297,26 @@ impl ChatHub {
         (data.len() - rest.len(), Verdict::Continue)
     }
 
+    /// A whole message from member `id` (a WebSocket text message): each of
+    /// its lines is handled as a line typed into nc would be; a final `\n`
+    /// is optional. [`Verdict::Close`] on `/quit` or a line over the limit.
+    pub fn message(&mut self, id: usize, msg: &[u8], out: &mut impl Outbox) -> Verdict {
+        if member(&self.members, id).is_none() {
+            return Verdict::Close;
+        }
+        let msg = msg.strip_suffix(b"\n").unwrap_or(msg);
+        for line in msg.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.len() > self.max_line {
+                return self.too_long(id, 0, out).1;
+            }
+            if self.line(id, line, out) == Verdict::Close {
+                return Verdict::Close;
+            }
+        }
+        Verdict::Continue
+    }
+
     /// The member's connection is gone (or being dropped): remove it,
     /// notice to its room per `why`. Unknown id: no-op.
     pub fn disconnect(&mut self, id: usize, why: Leave, out: &mut impl Outbox) {

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod echo;
 pub mod greet;
 pub mod http;
+pub mod ws;
 
 /// What a service tells the reactor after it handled some input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +60,9 @@ pub enum Service {
     /// A listener of echo over TLS. Its connections are `Echo` with a TLS
     /// transport.
     TlsEcho,
+    /// A chat member speaking WebSocket frames: an `Http` connection after
+    /// `GET /ws` was answered with 101. Never a listener.
+    Ws,
 }
 
 impl Service {
@@ -73,6 +77,7 @@ impl Service {
             Service::Http => "http",
             Service::Https => "https",
             Service::TlsEcho => "tls-echo",
+            Service::Ws => "ws",
         }
     }
 
@@ -89,5 +94,10 @@ impl Service {
     /// True for a listener whose clients speak TLS.
     pub fn is_tls(self) -> bool {
         matches!(self, Service::Https | Service::TlsEcho)
+    }
+
+    /// True for a chat member, over lines (`Chat`) or frames (`Ws`).
+    pub fn is_chat(self) -> bool {
+        matches!(self, Service::Chat | Service::Ws)
     }
 }

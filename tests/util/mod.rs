@@ -138,6 +138,19 @@ pub fn loopback0() -> SocketAddr {
 }
 
 impl Running {
+    /// A server started by the caller: its handle and the channel its
+    /// `run()` result arrives on.
+    pub fn from_parts(handle: Handle, done: Receiver<reactor::Result<Stats>>) -> Running {
+        Running {
+            handle,
+            greet: None,
+            echo: None,
+            chat: None,
+            udp: None,
+            done: Some(done),
+        }
+    }
+
     pub fn stats(&self) -> Stats {
         self.handle.stats()
     }

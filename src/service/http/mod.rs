@@ -71,6 +71,7 @@ mod request;
 mod response;
 #[cfg(test)]
 mod tests;
+mod upgrade;
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -95,6 +96,16 @@ use super::Verdict;
 /// The body of `GET /`.
 const HELLO: &[u8] = b"Hello, client!";
 
+/// The browser chat (`GET /chat`): one self-contained page that talks to
+/// `/ws`.
+const CHAT_PAGE: &[u8] = include_bytes!("pages/chat.html");
+
+/// The live dashboard (`GET /dashboard`): charts of `/stats`, once a second.
+const DASHBOARD_PAGE: &[u8] = include_bytes!("pages/dashboard.html");
+
+/// The Content-Type of the pages.
+const HTML: &str = "text/html; charset=utf-8";
+
 /// Written before reading a body the client is waiting to send.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -117,6 +128,10 @@ pub struct HttpConfig {
     pub max_headers: usize,
     /// Most requests answered per [`HttpConn::input`] call (at least 1).
     pub max_pipeline: usize,
+    /// Origins a browser may open `/ws` from (`https://example.org`);
+    /// empty: any. A client that sends no `Origin` is not a browser and
+    /// is always let in.
+    pub ws_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -129,6 +144,7 @@ impl Default for HttpConfig {
             max_headers_bytes: 32 * 1024,
             max_headers: 100,
             max_pipeline: 16,
+            ws_origins: Vec::new(),
         }
     }
 }
@@ -167,6 +183,9 @@ pub struct Progress {
     pub file: Option<FileBody>,
     /// Responses appended to `out` (not counting `100 Continue`).
     pub responses: u32,
+    /// The request was a WebSocket upgrade, answered with 101 (the last
+    /// bytes in `out`): the rest of the input is frames, not HTTP.
+    pub upgrade: bool,
     /// `input` stopped early (a file body, or `max_pipeline` responses) with
     /// bytes left: call it again on the rest without waiting for new bytes
     /// (after streaming `file`; the loop may first let other connections run).
@@ -237,6 +256,7 @@ impl HttpConn {
             verdict: Verdict::Continue,
             file: None,
             responses: 0,
+            upgrade: false,
             again: false,
         };
         while self.step(input, out, &ctx, &mut p) {}
@@ -298,7 +318,7 @@ impl HttpConn {
                 p.responses += 1;
                 let body = rest.get(req.head_len..).unwrap_or_default();
                 self.answer(&req, body, out, ctx, p);
-                p.verdict == Verdict::Continue && p.file.is_none()
+                p.verdict == Verdict::Continue && p.file.is_none() && !p.upgrade
             }
         }
     }
@@ -323,6 +343,14 @@ impl HttpConn {
         let Ok(clean) = path::clean(raw_path) else {
             return fail(out, p, 400);
         };
+        if &*clean.path == b"/ws" {
+            // The connection leaves HTTP: nothing after this head is ours.
+            p.upgrade = upgrade::handshake(req, ctx.cfg, ctx.date, out);
+            if !p.upgrade {
+                p.verdict = Verdict::Close;
+            }
+            return;
+        }
         if let Err(status) = self.start_body(req.framing, body, ctx.cfg, p) {
             return fail(out, p, status);
         }
@@ -429,6 +457,10 @@ fn respond(
     };
     match &*clean.path {
         b"/" => response::simple(out, 200, ctx.date, "text/html", HELLO, head_only, conn),
+        b"/chat" => response::simple(out, 200, ctx.date, HTML, CHAT_PAGE, head_only, conn),
+        b"/dashboard" => {
+            response::simple(out, 200, ctx.date, HTML, DASHBOARD_PAGE, head_only, conn)
+        }
         b"/stats" => rendered(|s, b| s.stats_json(b), "application/json", out),
         b"/metrics" => rendered(
             |s, b| s.metrics_text(b),

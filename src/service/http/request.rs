@@ -79,6 +79,26 @@ pub(crate) struct Request<'a> {
     pub range: Option<&'a [u8]>,
     /// First `If-Range` value.
     pub if_range: Option<&'a [u8]>,
+    /// The headers a WebSocket handshake is judged on.
+    pub upgrade: Upgrade<'a>,
+}
+
+/// The headers of a WebSocket upgrade request (RFC 6455 section 4.2.1),
+/// as sent; `websocket::handshake` judges them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Upgrade<'a> {
+    /// An `Upgrade` header listed `websocket`.
+    pub websocket: bool,
+    /// A `Connection` header listed `upgrade`.
+    pub connection: bool,
+    /// The `Sec-WebSocket-Key` value; `None` if absent or sent twice.
+    pub key: Option<&'a [u8]>,
+    /// The `Sec-WebSocket-Version` value (first).
+    pub version: Option<&'a [u8]>,
+    /// The `Origin` value (first).
+    pub origin: Option<&'a [u8]>,
+    /// `Sec-WebSocket-Key` was sent more than once.
+    pub duplicate_key: bool,
 }
 
 /// A head turned away: the status to answer with, then close.
@@ -308,6 +328,7 @@ fn validate<'a>(
             if_none_match: fields.if_none_match,
             range: fields.range,
             if_range: fields.if_range,
+            upgrade: fields.upgrade,
         }),
         Err(status) => fail(status),
     }
@@ -377,6 +398,8 @@ struct Fields<'a> {
     range: Option<&'a [u8]>,
     /// First `If-Range`.
     if_range: Option<&'a [u8]>,
+    /// The WebSocket handshake's headers.
+    upgrade: Upgrade<'a>,
 }
 
 impl<'a> Fields<'a> {
@@ -411,16 +434,26 @@ impl<'a> Fields<'a> {
                 f.range.get_or_insert(value);
             } else if name.eq_ignore_ascii_case("if-range") {
                 f.if_range.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                f.upgrade.websocket |= has_token(value, b"websocket");
+            } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+                f.upgrade.duplicate_key |= f.upgrade.key.replace(trim(value)).is_some();
+            } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+                f.upgrade.version.get_or_insert(trim(value));
+            } else if name.eq_ignore_ascii_case("origin") {
+                f.upgrade.origin.get_or_insert(trim(value));
             }
         }
         Ok(f)
     }
 
-    /// Notes the `close` and `keep-alive` options of a `Connection` value.
+    /// Notes the `close`, `keep-alive` and `upgrade` options of a
+    /// `Connection` value.
     fn connection(&mut self, value: &[u8]) {
         for token in value.split(|&b| b == b',').map(trim) {
             self.close |= token.eq_ignore_ascii_case(b"close");
             self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            self.upgrade.connection |= token.eq_ignore_ascii_case(b"upgrade");
         }
     }
 
@@ -453,6 +486,13 @@ impl<'a> Fields<'a> {
         let expect = self.expect_continue && minor == 1 && framing != Framing::None;
         Ok((framing, keep_alive, expect))
     }
+}
+
+/// True if the comma-separated list `value` holds `token` (any case).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| trim(t).eq_ignore_ascii_case(token))
 }
 
 /// `value` without leading and trailing spaces and tabs (OWS only).

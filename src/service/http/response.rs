@@ -41,6 +41,7 @@ impl Conn {
 pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
+        101 => "Switching Protocols",
         200 => "OK",
         206 => "Partial Content",
         301 => "Moved Permanently",
@@ -54,6 +55,7 @@ pub fn reason(status: u16) -> &'static str {
         414 => "URI Too Long",
         416 => "Range Not Satisfiable",
         417 => "Expectation Failed",
+        426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -175,10 +177,27 @@ pub(crate) fn simple(
 /// Appends an error response: `<status> <reason>\n` as text/plain, plus
 /// `Allow` for 405; the body is left out for HEAD.
 pub(crate) fn error(out: &mut Vec<u8>, status: u16, date: &[u8], head_only: bool, conn: Conn) {
+    let allow: &[(&str, &[u8])] = if status == 405 {
+        &[("Allow", b"GET, HEAD")]
+    } else {
+        &[]
+    };
+    error_with(out, status, date, allow, head_only, conn);
+}
+
+/// [`error`] with the header lines `extra` after `Date`.
+pub(crate) fn error_with(
+    out: &mut Vec<u8>,
+    status: u16,
+    date: &[u8],
+    extra: &[(&str, &[u8])],
+    head_only: bool,
+    conn: Conn,
+) {
     let why = reason(status);
     start(out, status, date);
-    if status == 405 {
-        out.extend_from_slice(b"Allow: GET, HEAD\r\n");
+    for (name, value) in extra {
+        header(out, name, value);
     }
     // "NNN " + reason + "\n"
     content(out, Some(TEXT), 5 + why.len() as u64);

@@ -1,0 +1,586 @@
+//! WebSocket on the HTTP service: the handshake and its refusals, frames
+//! and close codes on a real socket, browser and TCP members in one room,
+//! keep-alive pings, slow members and shutdown.
+
+mod util;
+
+use std::io::{BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use reactor::service::Service;
+use reactor::{Config, Server};
+use util::*;
+
+/// The accept value of the RFC 6455 example key (sent in `GOOD`).
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// A server with HTTP (and so `/ws`) and TCP chat on ephemeral ports.
+struct Site {
+    srv: Running,
+    http: SocketAddr,
+    chat: SocketAddr,
+}
+
+fn start_site(tweak: impl FnOnce(&mut Config)) -> Site {
+    let mut cfg = Config::empty();
+    cfg.http = Some(loopback0());
+    cfg.chat = Some(loopback0());
+    tweak(&mut cfg);
+    let server = Server::bind(cfg).unwrap_or_else(|e| panic!("bind: {e}"));
+    let http = server.local_addr(Service::Http).unwrap();
+    let chat = server.local_addr(Service::Chat).unwrap();
+    let handle = server.handle();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(server.run());
+    });
+    Site {
+        srv: Running::from_parts(handle, rx),
+        http,
+        chat,
+    }
+}
+
+/// The status code and headers (lowercased names) of a response head read
+/// byte by byte, so nothing after it is consumed.
+fn read_head(s: &mut TcpStream) -> (u16, Vec<(String, String)>) {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            other => panic!(
+                "head ended early ({other:?}) after {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    let text = String::from_utf8(head).unwrap();
+    let mut lines = text.split("\r\n");
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    (status, headers)
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// A handshake request with `extra` header lines.
+fn upgrade_request(extra: &str) -> String {
+    format!("GET /ws HTTP/1.1\r\nHost: t\r\n{extra}\r\n")
+}
+
+const GOOD: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+/// A client frame, masked (or not, to break the rules).
+fn frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mask = [0xA1, 0x5B, 0x07, 0xC3];
+    let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
+    let m = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n <= 125 => f.push(m | n as u8),
+        n if n <= 0xFFFF => {
+            f.push(m | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(m | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, k)| b ^ k));
+    } else {
+        f.extend_from_slice(payload);
+    }
+    f
+}
+
+fn text(s: &str) -> Vec<u8> {
+    frame(true, 1, s.as_bytes(), true)
+}
+
+/// A browser-like member: handshake done, frames in and out (reads are
+/// buffered, as a browser's are, so it keeps up with a flood).
+struct Ws {
+    s: TcpStream,
+    r: BufReader<TcpStream>,
+}
+
+/// A server frame: opcode and payload.
+#[derive(Debug, PartialEq)]
+struct Frame {
+    opcode: u8,
+    payload: Vec<u8>,
+}
+
+impl Frame {
+    fn text(&self) -> &str {
+        assert_eq!(self.opcode, 1, "not a text frame: {self:?}");
+        std::str::from_utf8(&self.payload).unwrap()
+    }
+
+    fn close_code(&self) -> Option<u16> {
+        assert_eq!(self.opcode, 8, "not a close frame: {self:?}");
+        (self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+impl Ws {
+    /// A member over `s`, whose handshake is done.
+    fn over(s: TcpStream) -> Ws {
+        let r = BufReader::with_capacity(64 * 1024, s.try_clone().unwrap());
+        Ws { s, r }
+    }
+
+    fn open(addr: SocketAddr) -> Ws {
+        let mut s = connect(addr);
+        s.write_all(upgrade_request(GOOD).as_bytes()).unwrap();
+        let (status, h) = read_head(&mut s);
+        assert_eq!(status, 101);
+        assert_eq!(header(&h, "sec-websocket-accept"), Some(ACCEPT));
+        Ws::over(s)
+    }
+
+    /// Opens and reads the welcome; returns the member and its nick.
+    fn join(addr: SocketAddr) -> (Ws, String) {
+        let mut ws = Ws::open(addr);
+        let welcome = ws.recv().text().to_string();
+        let nick = welcome
+            .strip_prefix("* welcome to reactor chat, you are ")
+            .and_then(|r| r.split(" in lobby").next())
+            .unwrap_or_else(|| panic!("welcome {welcome:?}"))
+            .to_string();
+        (ws, nick)
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).unwrap();
+    }
+
+    fn recv(&mut self) -> Frame {
+        self.try_recv().unwrap_or_else(|e| panic!("no frame: {e}"))
+    }
+
+    fn try_recv(&mut self) -> std::io::Result<Frame> {
+        let mut h = [0u8; 2];
+        self.r.read_exact(&mut h)?;
+        assert_eq!(h[0] & 0x70, 0, "RSV bits from the server");
+        assert_eq!(h[1] & 0x80, 0, "a server frame must not be masked");
+        let len = match h[1] & 0x7F {
+            126 => {
+                let mut n = [0u8; 2];
+                self.r.read_exact(&mut n)?;
+                u16::from_be_bytes(n) as usize
+            }
+            127 => {
+                let mut n = [0u8; 8];
+                self.r.read_exact(&mut n)?;
+                u64::from_be_bytes(n) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0; len];
+        self.r.read_exact(&mut payload)?;
+        Ok(Frame {
+            opcode: h[0] & 0x0F,
+            payload,
+        })
+    }
+
+    /// Skips frames until a text frame satisfying `pred`.
+    fn until(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        loop {
+            let f = self.recv();
+            if f.opcode == 1 && pred(f.text()) {
+                return f.text().to_string();
+            }
+        }
+    }
+
+    /// Reads until a close frame (skipping others); its code.
+    fn close_code(&mut self) -> Option<u16> {
+        loop {
+            let f = self.recv();
+            if f.opcode == 8 {
+                return f.close_code();
+            }
+        }
+    }
+
+    /// After a close frame: the server closes the TCP connection.
+    fn expect_eof(&mut self) {
+        let (rest, end) = read_to_end(&mut self.r, "ws after close");
+        assert!(rest.is_empty(), "bytes after the close frame: {rest:?}");
+        assert_eq!(end, End::Eof, "the server must close cleanly");
+    }
+}
+
+// ------------------------------------------------------------ handshake
+
+/// Promise: the handshake answers 101 with the RFC's accept value, and
+/// `Upgrade`/`Connection` headers; the member is welcomed as in nc.
+#[test]
+fn handshake_accepts_with_the_rfc_key() {
+    let site = start_site(|_| {});
+    let mut s = connect(site.http);
+    s.write_all(upgrade_request(GOOD).as_bytes()).unwrap();
+    let (status, h) = read_head(&mut s);
+    assert_eq!(status, 101);
+    assert_eq!(header(&h, "sec-websocket-accept"), Some(ACCEPT));
+    assert_eq!(header(&h, "upgrade"), Some("websocket"));
+    assert_eq!(header(&h, "connection"), Some("Upgrade"));
+    let mut ws = Ws::over(s);
+    assert!(ws.recv().text().starts_with("* welcome to reactor chat"));
+    site.srv.wait_stats("one ws member", TIMEOUT, |s| {
+        s.open_by.ws == 1 && s.open_by.http == 0 && s.ws_upgrades == 1
+    });
+}
+
+/// Promise: every bad handshake gets the status that says why, then close.
+#[test]
+fn bad_handshakes_are_refused_with_their_status() {
+    let site = start_site(|cfg| cfg.http_config.ws_origins = vec!["https://ok.example".into()]);
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let v13 = "Sec-WebSocket-Version: 13\r\n";
+    let up = "Upgrade: websocket\r\nConnection: Upgrade\r\n";
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("plain GET", upgrade_request(""), 426),
+        (
+            "version 8",
+            upgrade_request(&format!("{up}{key}Sec-WebSocket-Version: 8\r\n")),
+            426,
+        ),
+        ("no version", upgrade_request(&format!("{up}{key}")), 426),
+        ("no key", upgrade_request(&format!("{up}{v13}")), 400),
+        (
+            "short key",
+            upgrade_request(&format!("{up}{v13}Sec-WebSocket-Key: abc=\r\n")),
+            400,
+        ),
+        (
+            "two keys",
+            upgrade_request(&format!("{up}{v13}{key}{key}")),
+            400,
+        ),
+        (
+            "no Connection: Upgrade",
+            upgrade_request(&format!("Upgrade: websocket\r\n{key}{v13}")),
+            400,
+        ),
+        (
+            "POST",
+            format!("POST /ws HTTP/1.1\r\nHost: t\r\n{GOOD}Content-Length: 0\r\n\r\n"),
+            400,
+        ),
+        ("HTTP/1.0", format!("GET /ws HTTP/1.0\r\n{GOOD}\r\n"), 400),
+        (
+            "foreign origin",
+            upgrade_request(&format!("{GOOD}Origin: https://evil.example\r\n")),
+            403,
+        ),
+    ];
+    for (what, req, want) in cases {
+        let mut s = connect(site.http);
+        s.write_all(req.as_bytes()).unwrap();
+        let (status, h) = read_head(&mut s);
+        assert_eq!(status, want, "{what}");
+        assert_eq!(header(&h, "connection"), Some("close"), "{what}");
+        if want == 426 {
+            assert_eq!(header(&h, "sec-websocket-version"), Some("13"), "{what}");
+        }
+        let (_, end) = read_to_end(&mut s, what);
+        assert_eq!(end, End::Eof, "{what}: not closed");
+    }
+    // A listed origin (any case) and a client with no Origin are let in.
+    for extra in ["Origin: https://OK.example\r\n", ""] {
+        let mut s = connect(site.http);
+        s.write_all(upgrade_request(&format!("{GOOD}{extra}")).as_bytes())
+            .unwrap();
+        assert_eq!(read_head(&mut s).0, 101, "origin {extra:?}");
+    }
+}
+
+/// Promise: requests pipelined before the upgrade are answered in order;
+/// frames sent right behind the handshake are not lost.
+#[test]
+fn frames_right_behind_the_handshake_are_read() {
+    let site = start_site(|_| {});
+    let mut s = connect(site.http);
+    let mut burst = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec();
+    burst.extend_from_slice(upgrade_request(GOOD).as_bytes());
+    burst.extend(text("/nick early"));
+    s.write_all(&burst).unwrap();
+    let (status, h) = read_head(&mut s);
+    assert_eq!(status, 200);
+    let len: usize = header(&h, "content-length").unwrap().parse().unwrap();
+    read_n(&mut s, len, "hello body");
+    assert_eq!(read_head(&mut s).0, 101);
+    let mut ws = Ws::over(s);
+    ws.until(|t| t.starts_with("* welcome"));
+    ws.until(|t| t.contains("you are now early"));
+}
+
+// ------------------------------------------------------------ chat
+
+/// Promise: a WebSocket member and a TCP member in one room see each
+/// other's lines; one message with several lines is several lines.
+#[test]
+fn browser_and_nc_members_share_a_room() {
+    let site = start_site(|_| {});
+    let (mut ws, ws_nick) = Ws::join(site.http);
+    let tcp = connect(site.chat);
+    let mut tcp_w = tcp.try_clone().unwrap();
+    let mut tcp_r = Lines::new(tcp, "tcp member");
+    let welcome = tcp_r.line();
+    let tcp_nick = welcome
+        .strip_prefix("* welcome to reactor chat, you are ")
+        .and_then(|r| r.split(" in lobby").next())
+        .unwrap()
+        .to_string();
+    ws.until(|t| t.contains(&tcp_nick) && t.contains("joined"));
+    tcp_w.write_all(b"hello from nc\n").unwrap();
+    assert_eq!(
+        ws.until(|t| !t.starts_with('*')),
+        format!("[lobby] {tcp_nick}: hello from nc")
+    );
+    ws.send(&text("hello from a browser"));
+    tcp_r.expect(&format!("[lobby] {ws_nick}: hello from a browser\n"));
+    ws.send(&text("two\nlines\n"));
+    tcp_r.expect(&format!("[lobby] {ws_nick}: two\n"));
+    tcp_r.expect(&format!("[lobby] {ws_nick}: lines\n"));
+    // A line from nc that is not UTF-8 is refused to its sender and never
+    // reaches a browser (which would fail the connection on it).
+    tcp_w.write_all(b"caf\xE9\nplain\n").unwrap();
+    tcp_r.expect("ERROR invalid UTF-8, line dropped\n");
+    assert_eq!(
+        ws.until(|t| !t.starts_with('*')),
+        format!("[lobby] {tcp_nick}: plain")
+    );
+    site.srv
+        .wait_stats("messages counted", TIMEOUT, |s| s.ws_messages == 2);
+}
+
+/// Promise: a fragmented message with control frames between its
+/// fragments arrives whole; pings are answered with their payload.
+#[test]
+fn fragments_and_pings_on_the_wire() {
+    let site = start_site(|_| {});
+    let (mut a, a_nick) = Ws::join(site.http);
+    let (mut b, b_nick) = Ws::join(site.http);
+    a.until(|t| t.contains(&b_nick));
+    let mut parts = frame(false, 1, "frag".as_bytes(), true);
+    parts.extend(frame(true, 9, b"are you there", true));
+    parts.extend(frame(false, 0, "ment".as_bytes(), true));
+    parts.extend(frame(true, 0, "ed ☃".as_bytes(), true));
+    // Byte by byte, so every boundary is split somewhere.
+    for byte in parts {
+        a.send(&[byte]);
+    }
+    let pong = a.recv();
+    assert_eq!(
+        pong,
+        Frame {
+            opcode: 10,
+            payload: b"are you there".to_vec()
+        }
+    );
+    assert_eq!(
+        b.until(|t| !t.starts_with('*')),
+        format!("[lobby] {a_nick}: fragmented ☃")
+    );
+}
+
+/// Promise: the close handshake echoes the client's code, then the server
+/// closes the TCP connection; the member leaves the room.
+#[test]
+fn close_is_answered_in_kind() {
+    let site = start_site(|_| {});
+    let (mut a, a_nick) = Ws::join(site.http);
+    let (mut b, _) = Ws::join(site.http);
+    a.send(&frame(true, 8, &[0x03, 0xE8, b'b', b'y', b'e'], true));
+    assert_eq!(a.close_code(), Some(1000));
+    a.expect_eof();
+    b.until(|t| t.contains(&a_nick) && t.contains("left"));
+    // A close with no code is answered with none.
+    let (mut c, _) = Ws::join(site.http);
+    c.send(&frame(true, 8, b"", true));
+    assert_eq!(c.close_code(), None);
+    c.expect_eof();
+    // `/quit` closes with 1000.
+    let (mut d, _) = Ws::join(site.http);
+    d.send(&text("/quit"));
+    assert_eq!(d.close_code(), Some(1000));
+    d.expect_eof();
+    drop(b);
+    site.srv
+        .wait_stats("all closed", TIMEOUT, |s| s.open_by.ws == 0 && s.open == 0);
+}
+
+/// Promise: each broken rule closes with its code (1002, 1003, 1007,
+/// 1009), and the connection is then closed by the server.
+#[test]
+fn broken_rules_close_with_their_codes() {
+    let site = start_site(|cfg| cfg.limits.max_line = 100);
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("unmasked", frame(true, 1, b"hi", false), 1002),
+        (
+            "rsv bit",
+            {
+                let mut f = text("x");
+                f[0] |= 0x20;
+                f
+            },
+            1002,
+        ),
+        ("continuation first", frame(true, 0, b"x", true), 1002),
+        ("binary", frame(true, 2, b"\x00", true), 1003),
+        ("invalid UTF-8", frame(true, 1, b"\xFF\xFE", true), 1007),
+        ("over the limit", text(&"x".repeat(101)), 1009),
+        // The header alone is enough to refuse: no payload follows.
+        (
+            "huge length",
+            {
+                let mut f = vec![0x81, 0xFF];
+                f.extend_from_slice(&(1u64 << 40).to_be_bytes());
+                f.extend_from_slice(&[1, 2, 3, 4]);
+                f
+            },
+            1009,
+        ),
+    ];
+    for (what, bytes, want) in cases {
+        let (mut ws, _) = Ws::join(site.http);
+        ws.send(&bytes);
+        assert_eq!(ws.close_code(), Some(want), "{what}");
+        ws.expect_eof();
+    }
+    // At the limit exactly is fine.
+    let (mut a, _) = Ws::join(site.http);
+    a.send(&text(&"y".repeat(100)));
+    a.send(&text("/help"));
+    a.until(|t| t.starts_with("* commands"));
+    drop(a);
+    site.srv.wait_stats("all closed", TIMEOUT, |s| s.open == 0);
+}
+
+// ------------------------------------------------------------ keep-alive
+
+/// Promise: a silent member is pinged after `ws_ping`; one that answers
+/// stays; one that stays silent as long again is closed.
+#[test]
+fn silent_members_are_pinged_then_closed() {
+    let site = start_site(|cfg| cfg.limits.ws_ping = Duration::from_millis(300));
+    let (mut live, _) = Ws::join(site.http);
+    let (mut dead, _) = Ws::join(site.http);
+    // The live one answers two pings and is still a member.
+    for _ in 0..2 {
+        let ping = loop {
+            let f = live.recv();
+            if f.opcode == 9 {
+                break f;
+            }
+        };
+        live.send(&frame(true, 10, &ping.payload, true));
+    }
+    // The dead one gets a ping, never answers, and is closed.
+    let start = Instant::now();
+    loop {
+        match dead.try_recv() {
+            Ok(f) => assert!(matches!(f.opcode, 1 | 9), "unexpected {f:?}"),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("dead member: {e}"),
+        }
+    }
+    assert!(start.elapsed() < TIMEOUT);
+    live.send(&text("/help"));
+    live.until(|t| t.starts_with("* commands"));
+    site.srv.wait_stats("one timed out", TIMEOUT, |s| {
+        s.timeouts >= 1 && s.open_by.ws == 1
+    });
+}
+
+// ------------------------------------------------------------ limits
+
+/// Promise: a WebSocket member that does not read is dropped by the same
+/// output caps as a TCP member (1008 after its backlog); others are fine.
+#[test]
+fn a_member_that_does_not_read_is_dropped() {
+    let site = start_site(|cfg| {
+        // Long enough for the slow member to start reading after its drop.
+        cfg.limits.linger = Duration::from_secs(20);
+    });
+    let (mut slow, _) = Ws::join(site.http);
+    let (mut reader, _) = Ws::join(site.http);
+    let sender = connect(site.chat);
+    let mut sender_w = sender.try_clone().unwrap();
+    const LINES: usize = 100_000;
+    let line = format!("{}\n", "z".repeat(200));
+    // The reader reads on another thread; the slow member reads nothing.
+    let counter = thread::spawn(move || {
+        let mut n = 0;
+        while n < LINES {
+            let f = reader.recv();
+            if f.opcode == 1 && f.text().ends_with(&"z".repeat(200)) {
+                n += 1;
+            }
+        }
+        n
+    });
+    // 20 MB: far more than the default caps (1 MiB hard) and the kernel's
+    // socket buffers can hide.
+    for _ in 0..LINES {
+        sender_w.write_all(line.as_bytes()).unwrap();
+    }
+    site.srv
+        .wait_stats("slow member dropped", TIMEOUT, |s| s.slow_dropped == 1);
+    assert_eq!(counter.join().unwrap(), LINES, "the reader missed lines");
+    // The slow member now reads its backlog, the error, then 1008.
+    let err = slow.until(|t| t.starts_with("ERROR"));
+    assert!(err.contains("too slow"), "{err}");
+    assert_eq!(slow.close_code(), Some(1008));
+}
+
+/// Promise: on shutdown, members get the notice and close 1001.
+#[test]
+fn shutdown_says_going_away() {
+    let site = start_site(|_| {});
+    let (mut ws, _) = Ws::join(site.http);
+    let Site { srv, .. } = site;
+    let stopper = thread::spawn(move || srv.stop(TIMEOUT));
+    ws.until(|t| t == "* server shutting down");
+    assert_eq!(ws.close_code(), Some(1001));
+    ws.expect_eof();
+    stopper.join().unwrap();
+}
+
+/// Promise: the pages are served, embedded, as HTML.
+#[test]
+fn chat_and_dashboard_pages_are_served() {
+    let site = start_site(|_| {});
+    for path in ["/chat", "/dashboard"] {
+        let r = http_get(site.http, path);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert!(r.body.starts_with(b"<!doctype html>") || r.body.starts_with(b"<!DOCTYPE html>"));
+    }
+    let stats = http_get(site.http, "/stats");
+    let body = String::from_utf8(stats.body).unwrap();
+    for field in [
+        "\"open_ws\":",
+        "\"open_http\":",
+        "\"rss_kib\":",
+        "\"ws_upgrades\":0",
+    ] {
+        assert!(body.contains(field), "{field} not in {body}");
+    }
+}
