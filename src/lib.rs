@@ -16,7 +16,14 @@
 //!   - `accept.rs`: listeners, the accept loop's errors, EMFILE, refusal.
 //!   - `udp.rs`: UDP echo with a bounded send queue.
 //!   - `outbox.rs`: chat fan-out into connections, with output caps.
-//! - `service/`: the protocols, with no I/O: `greet`, `echo`, `chat`.
+//!   - `http.rs`: HTTP on the loop: requests, file bodies, deadlines, `/stats`.
+//!   - `ws.rs`: an upgraded HTTP connection as a chat member speaking
+//!     WebSocket frames; keep-alive pings.
+//!   - `bus.rs`: chat lines between loops (`--threads`).
+//! - `service/`: the protocols, with no I/O: `greet`, `echo`, `chat`,
+//!   `http` (requests, files, the `/ws` handshake, the embedded pages),
+//!   `ws` (the WebSocket frame codec).
+//! - `bench/`: `reactor bench`, the load generator (its own mio loops).
 //! - `buf.rs`: byte buffers and the pool that keeps idle connections
 //!   buffer-free.
 //! - `timer.rs`: the cached clock and the deadline heap (lazy re-arm).

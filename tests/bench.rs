@@ -33,6 +33,7 @@ fn bench(args: &[&str]) -> Report {
         BenchCommand::Http(a) => http::bench(&a),
         BenchCommand::Udp(a) => udp::bench(&a),
         BenchCommand::Chat(a) => chat::bench(&a),
+        BenchCommand::Ws(a) => chat::bench_ws(&a),
         BenchCommand::Connect(a) => connect::bench(&a),
         BenchCommand::Idle(a) => idle::bench(&a),
         BenchCommand::Compare(_) => unreachable!("not a workload"),
@@ -328,4 +329,53 @@ fn own_chat_fan_out_complete_and_in_order() {
     assert_eq!(x["lost"], 0);
     assert_eq!(x.get("out_of_order"), None);
     assert_eq!(r.m.rec.errors.total(), 0, "{:?}", r.m.rec.errors);
+}
+
+/// Promise: `bench ws` upgrades every member, and browser-like members
+/// miss nothing and see each sender's lines in order.
+#[test]
+fn own_ws_fan_out_complete_and_in_order() {
+    let mut cfg = Config::empty();
+    cfg.http = Some("127.0.0.1:0".parse().unwrap());
+    let (handle, server) = own(cfg);
+    let url = format!("ws://{}/ws", server.local_addr(Service::Http).unwrap());
+    let t = thread::spawn(move || server.run());
+    let r = bench(&[
+        "ws",
+        &url,
+        "-c",
+        "10",
+        "--senders",
+        "3",
+        "--rate",
+        "500",
+        "-d",
+        "0.5",
+        "-q",
+    ]);
+    let stats = handle.stats();
+    handle.shutdown();
+    t.join().unwrap().unwrap();
+    assert_eq!(stats.ws_upgrades, 10, "{stats:?}");
+    let x = &r.m.rec.extra;
+    assert!(x["lines_sent"] >= 200, "{x:?}");
+    assert_eq!(x["deliveries_owed"], x["lines_sent"] * 9);
+    assert_eq!(x["lost"], 0);
+    assert_eq!(x.get("out_of_order"), None);
+    assert_eq!(r.m.rec.errors.total(), 0, "{:?}", r.m.rec.errors);
+}
+
+/// Promise: `bench ws` against something that is not a WebSocket endpoint
+/// reports status errors instead of hanging.
+#[test]
+fn ws_against_a_plain_page_is_a_status_error() {
+    let mut cfg = Config::empty();
+    cfg.http = Some("127.0.0.1:0".parse().unwrap());
+    let (handle, server) = own(cfg);
+    let url = format!("ws://{}/", server.local_addr(Service::Http).unwrap());
+    let t = thread::spawn(move || server.run());
+    let r = bench(&["ws", &url, "-c", "2", "-d", "0.3", "--timeout", "1s", "-q"]);
+    handle.shutdown();
+    t.join().unwrap().unwrap();
+    assert_eq!(r.m.rec.errors.get(Kind::Status), 2, "{:?}", r.m.rec.errors);
 }

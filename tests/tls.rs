@@ -390,3 +390,47 @@ fn cert_subcommand_writes_cert_and_key() {
     assert!(dir.join("key.pem").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Promise: `wss://`: the WebSocket upgrade works over `--https`, frames
+/// travel inside TLS both ways, and the member shares the hub.
+#[test]
+fn websocket_over_tls() {
+    let t = setup("wss", |_| {});
+    let mut c = connect(&t.client, t.https);
+    c.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut byte).expect("101 head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    // The welcome arrives as a text frame.
+    let h = read_n(&mut c, 2);
+    assert_eq!(h[0], 0x81, "a final text frame");
+    let welcome = read_n(&mut c, usize::from(h[1] & 0x7F));
+    assert!(welcome.starts_with(b"* welcome to reactor chat"));
+    // `/quit`, masked, is answered with close 1000 and a clean close.
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![0x81, 0x80 | 5];
+    f.extend_from_slice(&mask);
+    f.extend(b"/quit".iter().zip(mask.iter().cycle()).map(|(b, k)| b ^ k));
+    c.write_all(&f).unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest)
+        .expect("close frame, close_notify, EOF");
+    assert!(rest.ends_with(&[0x88, 2, 0x03, 0xE8]), "{rest:?}");
+    drop(c);
+    t.wait_stats("the member gone", |s| {
+        s.ws_upgrades == 1 && s.open_by.ws == 0
+    });
+}

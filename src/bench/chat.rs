@@ -5,6 +5,10 @@
 //! sender that sequence numbers arrive in order and without gaps.
 //! At the end, deliveries owed (lines x (K-1)) minus deliveries seen is
 //! the loss. Notices (`* ...`) are skipped; `ERROR` lines are counted.
+//!
+//! `reactor bench ws` is the same workload with browser-like members: each
+//! opens `GET /ws`, checks the 101, then sends every line as a masked text
+//! frame and reads each line as one text frame (answering pings).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
@@ -13,7 +17,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 
-use super::cli::ChatArgs;
+use super::cli::{ChatArgs, WsArgs};
 use super::record::Recorder;
 use super::report::Report;
 use super::run::{self, Plan, Schedule, Setup, ThreadOut};
@@ -23,6 +27,15 @@ use super::{BenchError, Kind, net};
 const DEFAULT_RATE: f64 = 1000.0;
 /// Longest line we keep waiting for.
 const MAX_LINE: usize = 8192;
+
+/// How members talk to the server.
+#[derive(Clone, Debug)]
+pub enum Wire {
+    /// Lines over TCP (`--chat`).
+    Lines,
+    /// WebSocket frames after this upgrade request (`/ws` on `--http`).
+    Ws(Vec<u8>),
+}
 
 /// One member.
 struct Member {
@@ -34,6 +47,8 @@ struct Member {
     out: Vec<u8>,
     /// Welcome line seen.
     welcomed: bool,
+    /// The 101 was read (always true for lines).
+    upgraded: bool,
     /// Next sequence number expected from each sender.
     expect: Vec<u64>,
 }
@@ -74,6 +89,34 @@ pub fn classify(line: &[u8]) -> Line {
 
 /// Runs the chat workload (one thread: the members share one loop).
 pub fn bench(a: &ChatArgs) -> Result<Report, BenchError> {
+    workload(a, Wire::Lines, "chat", a.addr.to_string())
+}
+
+/// Runs the chat workload over WebSocket (`reactor bench ws URL`).
+pub fn bench_ws(a: &WsArgs) -> Result<Report, BenchError> {
+    let url = a.url.replacen("ws://", "http://", 1);
+    let url =
+        super::http::parse_url(&url).map_err(|e| BenchError(e.replace("http://", "ws://")))?;
+    let upgrade = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        url.path, url.host
+    );
+    let chat = ChatArgs {
+        addr: url.addr,
+        senders: a.senders,
+        common: a.common.clone(),
+    };
+    workload(&chat, Wire::Ws(upgrade.into_bytes()), "ws", a.url.clone())
+}
+
+/// The chat workload over `wire`, named `name` in the report.
+fn workload(
+    a: &ChatArgs,
+    wire: Wire,
+    name: &'static str,
+    target: String,
+) -> Result<Report, BenchError> {
     let mut c = a.common.clone();
     c.rate = Some(c.rate.unwrap_or(DEFAULT_RATE));
     let k = c.conns.max(2);
@@ -84,13 +127,19 @@ pub fn bench(a: &ChatArgs) -> Result<Report, BenchError> {
         conns: k,
         threads: 1,
     };
-    let m = run::drive(setup, move |plan| run_thread(addr, senders, plan))?;
+    let m = run::drive(setup, move |plan| run_thread(addr, senders, &wire, plan))?;
     let config = json!({ "members": k, "senders": senders });
-    Ok(Report::new("chat", a.addr.to_string(), config, &c, k, m))
+    Ok(Report::new(name, target, config, &c, k, m))
 }
 
 /// Connects every member and waits for each welcome line.
-fn join(addr: SocketAddr, plan: &Plan, senders: usize, poll: &Poll) -> io::Result<Vec<Member>> {
+fn join(
+    addr: SocketAddr,
+    plan: &Plan,
+    senders: usize,
+    wire: &Wire,
+    poll: &Poll,
+) -> io::Result<Vec<Member>> {
     let mut members = Vec::with_capacity(plan.conns);
     for i in 0..plan.conns {
         let src = net::source_ip(i, plan.source_ips, addr);
@@ -108,21 +157,28 @@ fn join(addr: SocketAddr, plan: &Plan, senders: usize, poll: &Poll) -> io::Resul
         let mut s = TcpStream::from_std(sock.into());
         poll.registry()
             .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)?;
-        members.push(Member {
+        let mut m = Member {
             sock: s,
             partial: Vec::new(),
             out: Vec::new(),
             welcomed: false,
+            upgraded: true,
             expect: vec![0; senders],
-        });
+        };
+        if let Wire::Ws(upgrade) = wire {
+            m.out.extend_from_slice(upgrade);
+            m.upgraded = false;
+        }
+        members.push(m);
     }
     Ok(members)
 }
 
 /// The members' loop.
-fn run_thread(addr: SocketAddr, senders: usize, plan: Plan) -> io::Result<ThreadOut> {
+fn run_thread(addr: SocketAddr, senders: usize, wire: &Wire, plan: Plan) -> io::Result<ThreadOut> {
     let mut poll = Poll::new()?;
-    let mut members = join(addr, &plan, senders, &poll)?;
+    let mut members = join(addr, &plan, senders, wire, &poll)?;
+    let ws = matches!(wire, Wire::Ws(_));
     let clock = plan.clock;
     let mut rec = Recorder::new(plan.from, plan.until);
     let mut sched = Schedule::new(
@@ -168,7 +224,15 @@ fn run_thread(addr: SocketAddr, senders: usize, plan: Plan) -> io::Result<Thread
             let s = next_sender;
             next_sender = (next_sender + 1) % senders;
             line.clear();
-            let _ = writeln!(line, "bench {s} {} {t}", seqs[s]);
+            if ws {
+                let mut text = [0u8; 64];
+                let mut w = &mut text[..];
+                let _ = write!(w, "bench {s} {} {t}", seqs[s]);
+                let n = 64 - w.len();
+                client_frame(&text[..n], &mut line);
+            } else {
+                let _ = writeln!(line, "bench {s} {} {t}", seqs[s]);
+            }
             seqs[s] += 1;
             if t >= plan.from {
                 lines_measured += 1;
@@ -197,8 +261,11 @@ fn run_thread(addr: SocketAddr, senders: usize, plan: Plan) -> io::Result<Thread
             if ev.is_writable() && flush(m).is_err() {
                 rec.error(clock.now(), Kind::Write, 1);
             }
-            let r = receive(m, &mut rbuf, &mut rec, &clock, plan.from);
+            let r = receive(m, &mut rbuf, &mut rec, &clock, plan.from, ws);
             got_measured += r;
+            if !m.out.is_empty() && flush(m).is_err() {
+                rec.error(clock.now(), Kind::Write, 1); // a pong
+            }
         }
     }
     let end = clock.now();
@@ -231,14 +298,15 @@ fn flush(m: &mut Member) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads member `m` until `WouldBlock` and handles each complete line;
-/// returns measured deliveries seen.
+/// Reads member `m` until `WouldBlock` and handles each complete line
+/// (or frame, with `ws`); returns measured deliveries seen.
 fn receive(
     m: &mut Member,
     rbuf: &mut [u8],
     rec: &mut Recorder,
     clock: &run::Clock,
     from: u64,
+    ws: bool,
 ) -> u64 {
     let mut got = 0;
     loop {
@@ -251,11 +319,16 @@ fn receive(
                 let now = clock.now();
                 rec.read(now, n);
                 m.partial.extend_from_slice(&rbuf[..n]);
-                let mut start = 0;
-                while let Some(end) = m.partial[start..].iter().position(|&b| b == b'\n') {
-                    got += on_line(m, start, start + end, rec, now, from);
-                    start += end + 1;
-                }
+                let start = if !ws {
+                    lines(m, rec, now, from, &mut got)
+                } else {
+                    // The 101's head first, then frames (maybe in one read).
+                    let head = if m.upgraded { 0 } else { upgraded(m, rec, now) };
+                    match m.upgraded {
+                        true => frames(m, head, rec, now, from, &mut got),
+                        false => 0,
+                    }
+                };
                 m.partial.drain(..start);
                 if m.partial.len() > MAX_LINE {
                     rec.error(now, Kind::Verify, 1);
@@ -270,6 +343,97 @@ fn receive(
             }
         }
     }
+}
+
+/// Handles the complete lines in `m.partial`; returns where the rest starts.
+fn lines(m: &mut Member, rec: &mut Recorder, now: u64, from: u64, got: &mut u64) -> usize {
+    let mut start = 0;
+    while let Some(end) = m.partial[start..].iter().position(|&b| b == b'\n') {
+        *got += on_line(m, start, start + end, rec, now, from);
+        start += end + 1;
+    }
+    start
+}
+
+/// Handles the complete server frames in `m.partial` from `start`: text
+/// frames are lines, pings are answered; returns where the rest starts.
+fn frames(
+    m: &mut Member,
+    mut start: usize,
+    rec: &mut Recorder,
+    now: u64,
+    from: u64,
+    got: &mut u64,
+) -> usize {
+    while let Some((opcode, body)) = server_frame(&m.partial[start..]) {
+        let (a, b) = (start + body.start, start + body.end);
+        match opcode {
+            0x1 => *got += on_line(m, a, b, rec, now, from),
+            0x9 => {
+                let payload = m.partial[a..b].to_vec();
+                let mut pong = Vec::with_capacity(payload.len() + 6);
+                client_frame_op(0xA, &payload, &mut pong);
+                m.out.extend_from_slice(&pong);
+            }
+            0x8 => rec.error(now, Kind::Read, 1), // the server closed us
+            _ => rec.error(now, Kind::Verify, 1),
+        }
+        start = b;
+    }
+    start
+}
+
+/// Reads the response to the upgrade: a 101 lets frames begin; anything
+/// else is a status error. Returns the head's length (0 while incomplete).
+fn upgraded(m: &mut Member, rec: &mut Recorder, now: u64) -> usize {
+    let Some(end) = m.partial.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return 0;
+    };
+    if !m.partial.starts_with(b"HTTP/1.1 101 ") {
+        rec.error(now, Kind::Status, 1);
+    }
+    m.upgraded = true;
+    end + 4
+}
+
+/// The opcode and payload range of the unmasked server frame at the start
+/// of `b`, if it is all there.
+fn server_frame(b: &[u8]) -> Option<(u8, std::ops::Range<usize>)> {
+    let [b0, b1, ..] = *b else {
+        return None;
+    };
+    let (len, at) = match b1 & 0x7F {
+        126 => (
+            u16::from_be_bytes(b.get(2..4)?.try_into().ok()?) as usize,
+            4,
+        ),
+        127 => (
+            u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
+        n => (n as usize, 2),
+    };
+    (b.len() >= at + len).then_some((b0 & 0x0F, at..at + len))
+}
+
+/// Appends a masked client text frame carrying `text`.
+fn client_frame(text: &[u8], out: &mut Vec<u8>) {
+    client_frame_op(0x1, text, out);
+}
+
+/// Appends a masked, final client frame with `opcode` and `payload`.
+fn client_frame_op(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
+    const MASK: [u8; 4] = [0x3C, 0x9A, 0x51, 0xE7];
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n if n <= 125 => out.push(0x80 | n as u8),
+        n => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n.min(0xFFFF) as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, k)| b ^ k));
 }
 
 /// Handles `m.partial[a..b]`, one line; returns 1 for a measured delivery.
@@ -319,5 +483,29 @@ mod tests {
         );
         assert_eq!(classify(b"ERROR too slow"), Line::Error);
         assert_eq!(classify(b"[lobby] guest3: hello"), Line::Other);
+    }
+
+    #[test]
+    fn frames_round_trip_through_the_server_codec() {
+        // A client frame decodes with the server's decoder...
+        let mut f = Vec::new();
+        client_frame(b"bench 0 1 2", &mut f);
+        let mut got = Vec::new();
+        let mut d = crate::service::ws::Decoder::default();
+        let kept = d
+            .feed(&mut f, 4096, |e| {
+                if let crate::service::ws::Event::Text(t) = e {
+                    got.push(t.to_vec());
+                }
+                true
+            })
+            .unwrap();
+        assert_eq!((kept, got), (0, vec![b"bench 0 1 2".to_vec()]));
+        // ...and a server frame parses here, only once whole.
+        let (h, n) = crate::service::ws::text_header(300);
+        let mut s = h[..n].to_vec();
+        s.extend_from_slice(&[b'x'; 300]);
+        assert_eq!(server_frame(&s[..200]), None);
+        assert_eq!(server_frame(&s), Some((1, 4..304)));
     }
 }

@@ -28,6 +28,8 @@ pub enum BenchCommand {
     Udp(UdpArgs),
     /// Line chat: K members, S senders; fan-out latency, loss and order per receiver.
     Chat(ChatArgs),
+    /// WebSocket chat (ws://host:port/ws): the chat workload with browser-like members.
+    Ws(WsArgs),
     /// Connections per second: connect, read the greeting until EOF, close.
     Connect(ConnectArgs),
     /// Hold N idle connections; with --pid, the server's memory per connection.
@@ -135,6 +137,19 @@ pub struct UdpArgs {
 pub struct ChatArgs {
     /// Server address, e.g. 127.0.0.1:9000
     pub addr: SocketAddr,
+    /// Members that send (the first S of the -c members); all receive
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub senders: usize,
+    /// Shared flags (--rate is lines/s in total, default 1000).
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `reactor bench ws`.
+#[derive(Debug, Args)]
+pub struct WsArgs {
+    /// WebSocket URL, e.g. ws://127.0.0.1:8000/ws (no TLS)
+    pub url: String,
     /// Members that send (the first S of the -c members); all receive
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub senders: usize,

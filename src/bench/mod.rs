@@ -108,6 +108,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome, BenchError> {
         BenchCommand::Connect(a) => run::finish(connect::bench(&a)?, &a.common),
         BenchCommand::Udp(a) => run::finish(udp::bench(&a)?, &a.common),
         BenchCommand::Chat(a) => run::finish(chat::bench(&a)?, &a.common),
+        BenchCommand::Ws(a) => run::finish(chat::bench_ws(&a)?, &a.common),
         BenchCommand::Idle(a) => run::finish(idle::bench(&a)?, &a.common),
         BenchCommand::Compare(a) => report::compare(&a),
     }
