@@ -173,7 +173,7 @@ pub struct ConnectArgs {
 pub struct IdleArgs {
     /// Server address
     pub addr: SocketAddr,
-    /// Send this once on each connection first (e.g. 'hi\n'; \n is unescaped)
+    /// Send this once on each connection first (e.g. 'hi\n'; \r and \n are unescaped)
     #[arg(long, value_name = "TEXT")]
     pub hello: Option<String>,
     /// Shared flags (-d is how long to hold the connections).

@@ -22,7 +22,7 @@ pub fn bench(a: &IdleArgs) -> Result<Report, BenchError> {
     let hello = a
         .hello
         .as_ref()
-        .map(|h| h.replace("\\n", "\n").into_bytes());
+        .map(|h| h.replace("\\r", "\r").replace("\\n", "\n").into_bytes());
     let before = c.pid.and_then(procstat::sample);
     let t0 = Instant::now();
     let mut rec = Recorder::new(0, u64::MAX);
