@@ -39,16 +39,25 @@ impl Reactor {
     /// queued, read and answer, write the answers, then advance closing.
     pub(super) fn drive(&mut self, key: usize) {
         let http = matches!(self.slab.get(key), Some(Slot::Conn(c)) if c.service == Service::Http);
+        self.moved = false;
         let step = self
             .flush_conn(key)
             .and_then(|()| if http { self.http_work(key) } else { Ok(()) })
             .and_then(|()| self.read_conn(key))
             .and_then(|()| if http { self.http_work(key) } else { Ok(()) })
             .and_then(|()| self.flush_conn(key));
+        // Progress (bytes moved, requests answered) moves the deadline:
+        // once per drive, on the state the steps left, not once per step.
+        let moved = std::mem::take(&mut self.moved);
         match step {
+            Ok(()) if moved => {
+                self.refresh_deadline(key);
+                self.settle(key);
+            }
             Ok(()) => self.settle(key),
             Err(e) => return self.fail(key, e),
         }
+        self.moved = false;
         // Input still waiting that the connection can take now (room was
         // made after the read, e.g. HTTP answered its buffered requests):
         // no new edge will announce it, so come back next turn.
@@ -76,7 +85,7 @@ impl Reactor {
         if n > 0 {
             trace!("conn {}: wrote {n} bytes, {} pending", c.id, c.pending());
             self.stats.bytes_out += n as u64;
-            self.refresh_deadline(key);
+            self.moved = true;
             let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
                 return Ok(());
             };
@@ -167,7 +176,7 @@ impl Reactor {
                 // TLS handshake done: the handshake's deadline gives way to
                 // the service's own.
                 trace!("conn {}: TLS established", c.id);
-                self.refresh_deadline(key);
+                self.moved = true;
             }
             let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
                 self.pool.put(buf);
@@ -246,7 +255,7 @@ impl Reactor {
             // (TLS listeners' names never label a connection: see `admit`.)
             Service::Greet | Service::Udp | Service::Https | Service::TlsEcho => self.pool.put(buf),
         }
-        self.refresh_deadline(key);
+        self.moved = true;
     }
 
     /// Feeds chat input to the hub; keeps a trailing partial line.

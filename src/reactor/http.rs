@@ -263,6 +263,7 @@ impl Reactor {
     /// the input holds only a partial request, a file body must go first,
     /// or this turn's share is used (then the ready list brings it back).
     pub(super) fn http_process(&mut self, key: usize) {
+        self.refresh_date();
         for _ in 0..HTTP_ROUNDS {
             let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
                 return;
@@ -272,7 +273,8 @@ impl Reactor {
             }
             let mut proto = proto_of(c);
             let Some(input) = c.input.as_mut().filter(|b| !b.is_empty()) else {
-                return self.refresh_deadline(key);
+                self.moved = true;
+                return;
             };
             let site = SiteView {
                 stats: &self.stats,
@@ -285,7 +287,7 @@ impl Reactor {
             // HTTPS responses carry HSTS: a fixed line after `Date`.
             let mut room = [0; FIXED_MAX];
             let hsts = c.transport.is_tls();
-            let date = fixed_after_date(self.date.get(SystemTime::now()), hsts, &mut room);
+            let date = fixed_after_date(self.date.text(), hsts, &mut room);
             let p = proto.input(
                 input.data(),
                 &mut self.http_out,
@@ -323,10 +325,11 @@ impl Reactor {
                 return;
             }
             if !p.again {
-                return self.refresh_deadline(key);
+                self.moved = true;
+                return;
             }
         }
-        self.refresh_deadline(key);
+        self.moved = true;
         self.defer(key);
     }
 
@@ -334,6 +337,11 @@ impl Reactor {
     /// `FILE_WINDOW` is queued and the socket takes what is written.
     fn pump_file(&mut self, key: usize) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
+        // Nothing to stream (the common case): no more to look at.
+        if !matches!(self.slab.get(key), Some(Slot::Conn(c)) if c.extra.as_ref().is_some_and(|x| x.file.is_some()))
+        {
+            return Ok(());
+        }
         let mut sent = false;
         let mut budget = FILE_TURN_BUDGET;
         loop {
@@ -343,14 +351,14 @@ impl Reactor {
             if budget == 0 {
                 // Fairness: a reader with a huge window must not hold the
                 // loop while others wait; the rest goes next turn.
-                self.refresh_deadline(key);
+                self.moved = true;
                 self.defer(key);
                 return Ok(());
             }
             if sent && c.extra.as_ref().is_none_or(|x| x.file.is_none()) {
                 // The file is out: requests pipelined behind it may be
                 // waiting in the input, and no event will announce them.
-                self.refresh_deadline(key);
+                self.moved = true;
                 self.defer(key);
                 return Ok(());
             }
@@ -359,7 +367,7 @@ impl Reactor {
                 || c.pending() >= FILE_WINDOW
             {
                 if sent {
-                    self.refresh_deadline(key); // progress: a send timeout anew
+                    self.moved = true; // progress: a send timeout anew
                 }
                 return Ok(());
             }
@@ -395,12 +403,24 @@ impl Reactor {
         }
     }
 
+    /// Brings `date` up to this loop turn: the wall clock is read at most
+    /// once per turn (the loop's cached clock says when a turn began), and
+    /// formatted at most once per second.
+    fn refresh_date(&mut self) {
+        let turn = self.clock.now();
+        if self.date_turn != turn {
+            self.date_turn = turn;
+            self.date.get(SystemTime::now());
+        }
+    }
+
     /// A canned `status` response, as bytes (for 408 and 503); `hsts` for
     /// an HTTPS connection.
     pub(super) fn http_canned(&mut self, status: u16, hsts: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(160);
         let mut room = [0; FIXED_MAX];
-        let date = fixed_after_date(self.date.get(SystemTime::now()), hsts, &mut room);
+        self.refresh_date();
+        let date = fixed_after_date(self.date.text(), hsts, &mut room);
         canned(status, date, &mut out);
         out
     }

@@ -150,6 +150,11 @@ pub struct Reactor {
     tls: Option<crate::tls::TlsSetup>,
     /// The `Date` header value, formatted at most once a second.
     date: DateCache,
+    /// The loop turn (its clock reading) `date` was last brought up to.
+    date_turn: Millis,
+    /// The connection being driven made progress: `drive` refreshes its
+    /// deadline once, at the end (see `drive.rs`).
+    moved: bool,
     /// Where HTTP responses are written before they are queued (reused).
     http_out: Vec<u8>,
     /// The limits.
@@ -207,6 +212,8 @@ impl Reactor {
             http_cfg: config.http_config.clone(),
             tls: None,
             date: DateCache::new(),
+            date_turn: 0,
+            moved: false,
             http_out: Vec::new(),
             stats: Stats::default(),
             open: 0,

@@ -67,7 +67,7 @@ impl Reactor {
             Some(buf) => self.pool.put(buf),
             None => {}
         }
-        self.refresh_deadline(key);
+        self.moved = true;
     }
 
     /// Decodes the frames in `buf` (the member's kept bytes plus what was

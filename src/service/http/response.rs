@@ -276,6 +276,11 @@ impl DateCache {
         }
         &self.text
     }
+
+    /// The value formatted by the last [`get`](Self::get).
+    pub fn text(&self) -> &[u8] {
+        &self.text
+    }
 }
 
 #[cfg(test)]
