@@ -7,7 +7,8 @@
 #   - HTTP: `reactor bench http` vs `wrk -t1 -c100` against nginx (one
 #     worker, ../shared/peers/nginx.conf, port 7080).
 # Prints each run and the median of the per-round ratios (reactor bench /
-# other tool). Environment: ROUNDS [3], SECS [4], PEERS_OUT, SKIP_BUILD.
+# other tool). Environment: ROUNDS [3], SECS [4], PEERS_OUT, SKIP_BUILD,
+# REACTOR_BIN [$CARGO_TARGET_DIR or target, /release/reactor].
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -20,7 +21,12 @@ if [[ $SKIP_BUILD != 1 ]]; then
   bash "$root/../shared/peers/build.sh" "$PEERS_OUT" >/dev/null
   cargo build --release -q
 fi
-R=$root/target/release/reactor
+R=${REACTOR_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/reactor}
+[[ -x $R ]] || die "missing $R"
+if (exec 3<>/dev/tcp/127.0.0.1/7080) 2>/dev/null; then
+  die "port 7080 is taken; nginx (../shared/peers/nginx.conf) needs it"
+fi
+raise_nofile
 port=$(free_ports 1)
 taskset -c 0 "$PEERS_OUT/epoll_echo" "$port" >/dev/null 2>&1 &
 ep=$!

@@ -21,7 +21,8 @@
 #   WARMUP [1]  seconds of unmeasured wrk load per server first (0: none)
 #   PEERS_OUT [/tmp/reactor-peers]  where ../shared/peers/build.sh puts peers
 #   SKIP_BUILD [0]  1: use the existing peers and target/release/reactor
-#   REACTOR_BIN [target/release/reactor]  the reactor binary to measure
+#   REACTOR_BIN [$CARGO_TARGET_DIR or target, /release/reactor]  the binary to measure
+#   REACTOR_SRC [.]  the checkout REACTOR_BIN was built from (for the commit shown)
 # nginx listens on 127.0.0.1:7080 (fixed by the peers' nginx.conf), prefix
 # /tmp/ng; the port must be free.
 set -euo pipefail
@@ -63,7 +64,7 @@ if [[ $SKIP_BUILD != 1 ]]; then
   log "building reactor (release)"
   cargo build --release --quiet >&2
 fi
-reactor=${REACTOR_BIN:-$root/target/release/reactor}
+reactor=${REACTOR_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/reactor}
 for f in "$reactor" "$PEERS_OUT/epoll_http" "$PEERS_OUT/hyper-hello"; do
   [[ -x $f ]] || die "missing $f"
 done
@@ -202,8 +203,9 @@ done
 
 stop_nginx
 
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo "no commit")
-dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo "+dirty" || true)
+# the checkout the measured binary was built from (REACTOR_SRC, default here)
+commit=$(git -C "${REACTOR_SRC:-.}" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+dirty=$(git -C "${REACTOR_SRC:-.}" status --porcelain 2>/dev/null | grep -q . && echo "+dirty" || true)
 python3 - "$raw" "$hz" "$SECS" "$H2_N" "$ROUNDS" "$commit$dirty" "$load_start" "${servers[@]}" >"$tmp/table.md" <<'EOF'
 import statistics, sys, platform, os
 raw, hz, secs, h2n, rounds, commit, load0, *servers = sys.argv[1:]
