@@ -1,5 +1,5 @@
 //! The crate's only `unsafe` code: thin wrappers over `libc` calls that
-//! std does not offer. Each wrapper is safe to call: it passes only
+//! std does not offer (the open-files limit, one socket option). Each wrapper is safe to call: it passes only
 //! pointers to locals that live across the call.
 #![allow(unsafe_code)]
 
@@ -17,6 +17,29 @@ pub fn nofile_limit() -> io::Result<(u64, u64)> {
         return Err(io::Error::last_os_error());
     }
     Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Sets `IP_BIND_ADDRESS_NO_PORT` on socket `fd`: a later `bind` to a
+/// source address with port 0 leaves the port to `connect`, which picks
+/// one per destination and may reuse ports in TIME_WAIT. Without it the
+/// port is taken at `bind`, from the address's whole range, for good.
+pub fn bind_address_no_port(fd: std::os::fd::RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: `on` is a valid c_int that lives across the call, and its
+    // size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Raises the soft open-files limit to the hard limit; returns the new soft

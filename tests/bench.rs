@@ -138,6 +138,41 @@ fn a_refusing_port_is_connect_errors() {
     assert!(!r.valid());
 }
 
+/// Promise: a connect that never completes within the run is an error,
+/// not forgotten: a listener with a full backlog that never accepts.
+#[test]
+fn connects_that_never_complete_are_errors() {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(1).unwrap(); // never accepted: the queue fills, later SYNs wait
+    let addr = sock.local_addr().unwrap().as_socket().unwrap().to_string();
+    let r = bench(&[
+        "echo",
+        &addr,
+        "-c",
+        "20",
+        "-d",
+        "0.3",
+        "--timeout",
+        "1s",
+        "-q",
+    ]);
+    assert_eq!(r.m.rec.requests, 0);
+    assert!(
+        r.m.rec.errors.total() >= 20,
+        "every connection must fail somehow: {:?}",
+        r.m.rec.errors
+    );
+    assert!(!r.valid());
+    drop(sock);
+}
+
 #[test]
 fn timeouts_are_counted_not_dropped() {
     // Accepts and reads, never answers.

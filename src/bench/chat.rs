@@ -143,15 +143,13 @@ fn join(
     let mut members = Vec::with_capacity(plan.conns);
     for i in 0..plan.conns {
         let src = net::source_ip(i, plan.source_ips, addr);
-        let sock = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )?;
-        if let Some(ip) = src {
-            sock.bind(&SocketAddr::new(ip, 0).into())?;
-        }
-        sock.connect_timeout(&addr.into(), std::time::Duration::from_nanos(plan.timeout))?;
+        let timeout = std::time::Duration::from_nanos(plan.timeout);
+        let sock = net::connect_blocking(addr, src, timeout).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("member {} of {}: connect: {e}", i + 1, plan.conns),
+            )
+        })?;
         sock.set_nonblocking(true)?;
         sock.set_tcp_nodelay(true)?;
         let mut s = TcpStream::from_std(sock.into());

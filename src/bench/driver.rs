@@ -287,9 +287,13 @@ impl<P: Parser + Clone> Driver<P> {
         at
     }
 
-    /// True when nothing is in flight.
+    /// True when nothing is in flight: no request, and no connect (a
+    /// connect still pending at the end is waited for, up to the timeout,
+    /// so one that never completes is counted, not forgotten).
     fn idle(&self) -> bool {
-        self.conns.iter().all(|c| c.fifo.is_empty())
+        self.conns
+            .iter()
+            .all(|c| c.fifo.is_empty() && c.state != State::Connecting)
     }
 
     /// Takes due arrivals into the backlog and fills free slots.
@@ -623,12 +627,16 @@ impl<P: Parser + Clone> Driver<P> {
         }
     }
 
-    /// At the end: whatever is still in flight timed out.
+    /// At the end: whatever is still in flight timed out, and a connect
+    /// still pending failed.
     fn expire_all(&mut self, now: u64) {
         for key in 0..self.conns.len() {
             let n = self.conns[key].fifo.len() as u64;
             if n > 0 {
                 self.rec.error(now, Kind::Timeout, n);
+            }
+            if self.conns[key].state == State::Connecting {
+                self.rec.error(now, Kind::Connect, 1);
             }
             self.close(key);
         }

@@ -76,18 +76,7 @@ pub fn bench(a: &IdleArgs) -> Result<Report, BenchError> {
 /// Opens connection `i` (blocking connect, then non-blocking), says hello.
 fn open(a: &IdleArgs, i: usize, hello: Option<&[u8]>) -> Result<TcpStream, Kind> {
     let src = net::source_ip(i, a.common.source_ips, a.addr);
-    let sock = socket2::Socket::new(
-        socket2::Domain::for_address(a.addr),
-        socket2::Type::STREAM,
-        None,
-    )
-    .map_err(|_| Kind::Connect)?;
-    if let Some(ip) = src {
-        sock.bind(&std::net::SocketAddr::new(ip, 0).into())
-            .map_err(|_| Kind::Connect)?;
-    }
-    sock.connect_timeout(&a.addr.into(), a.common.timeout)
-        .map_err(|_| Kind::Connect)?;
+    let sock = net::connect_blocking(a.addr, src, a.common.timeout).map_err(|_| Kind::Connect)?;
     let mut s: TcpStream = sock.into();
     if let Some(h) = hello {
         s.write_all(h).map_err(|_| Kind::Write)?;

@@ -26,7 +26,7 @@ pub fn connect(addr: SocketAddr, src: Option<IpAddr>) -> io::Result<mio::net::Tc
     // Requests are small and latency matters: no Nagle delay.
     sock.set_tcp_nodelay(true)?;
     if let Some(ip) = src {
-        sock.bind(&SocketAddr::new(ip, 0).into())?;
+        bind_source(&sock, ip)?;
     }
     match sock.connect(&addr.into()) {
         Ok(()) => {}
@@ -35,6 +35,44 @@ pub fn connect(addr: SocketAddr, src: Option<IpAddr>) -> io::Result<mio::net::Tc
         Err(e) => return Err(e),
     }
     Ok(mio::net::TcpStream::from_std(sock.into()))
+}
+
+/// Binds `sock` to source address `ip`, leaving the port to `connect`
+/// (`IP_BIND_ADDRESS_NO_PORT`): bound with port 0 alone, each socket would
+/// take a port from `ip`'s whole range at `bind`, and ports in TIME_WAIT
+/// from an earlier run could not be reused, so a second large run
+/// would stall on connects.
+pub fn bind_source(sock: &Socket, ip: IpAddr) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    crate::sys::bind_address_no_port(sock.as_raw_fd())?;
+    sock.bind(&SocketAddr::new(ip, 0).into())
+}
+
+/// Connects to `addr` (from `src` if given), blocking up to `timeout`,
+/// for workloads that set up all their connections before measuring.
+/// `EADDRNOTAVAIL` (no free port for this source and destination yet, as
+/// TIME_WAIT sockets of an earlier run expire) is retried a few times
+/// before it is an error.
+pub fn connect_blocking(
+    addr: SocketAddr,
+    src: Option<IpAddr>,
+    timeout: std::time::Duration,
+) -> io::Result<Socket> {
+    let mut tries = 0;
+    loop {
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        if let Some(ip) = src {
+            bind_source(&sock, ip)?;
+        }
+        match sock.connect_timeout(&addr.into(), timeout) {
+            Ok(()) => return Ok(sock),
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// After a writable (or error) event on a connecting socket: Ok(true) once

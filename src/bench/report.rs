@@ -106,6 +106,18 @@ impl Report {
                 fmt_ns(LAG_LIMIT_NS)
             ));
         }
+        let dropped = self
+            .m
+            .rec
+            .extra
+            .get("generator_dropped")
+            .copied()
+            .unwrap_or(0);
+        if dropped > 0 {
+            self.invalid.push(format!(
+                "the generator's own sockets dropped {dropped} replies (their receive buffers were full): part of the loss is the generator's, not the server's"
+            ));
+        }
         if self.m.rec.requests == 0 && self.workload != "idle" {
             self.invalid
                 .push("no request completed: there is no throughput or latency to report".into());

@@ -87,6 +87,29 @@ pub fn bench(a: &UdpArgs) -> Result<Report, BenchError> {
     ))
 }
 
+/// Datagrams the kernel dropped at the UDP sockets bound to `ports` for
+/// want of receive buffer (the `drops` column of `/proc/net/udp` and
+/// `/proc/net/udp6`); 0 where there is no `/proc`.
+pub fn socket_drops(ports: &[u16]) -> u64 {
+    let mut drops = 0;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let port = cols
+                .get(1)
+                .and_then(|local| local.rsplit(':').next())
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            if port.is_some_and(|p| ports.contains(&p)) {
+                drops += cols.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    drops
+}
+
 /// One thread: its sockets, its share of the rate.
 fn run_thread(addr: SocketAddr, size: usize, plan: Plan) -> io::Result<ThreadOut> {
     let mut poll = Poll::new()?;
@@ -138,6 +161,13 @@ fn run_thread(addr: SocketAddr, size: usize, plan: Plan) -> io::Result<ThreadOut
             rec.error(now, Kind::Timeout, lost);
             rec.count(now, "lost", lost);
             rec.count(now, "sent", sent_measured);
+            // Replies that reached our sockets but found their receive
+            // buffers full were lost here, not by the server: say so.
+            let ports: Vec<u16> = socks
+                .iter()
+                .filter_map(|s| s.local_addr().ok().map(|a| a.port()))
+                .collect();
+            rec.count(now, "generator_dropped", socket_drops(&ports));
             break;
         }
         while now >= next_tick {
@@ -238,6 +268,25 @@ fn check(d: &[u8], sent_tmpl: &[u8], sent_count: u64) -> Option<(u64, u64, u64)>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A socket that is never read drops what its buffer cannot hold, and
+    /// the count is found by its port (and only by its port).
+    #[test]
+    fn drops_at_our_own_socket_are_counted() {
+        let sink = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        sink.set_recv_buffer_size(4096).unwrap();
+        sink.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let to = sink.local_addr().unwrap().as_socket().unwrap();
+        let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = socket_drops(&[to.port()]);
+        for _ in 0..500 {
+            other.send_to(&[0u8; 1000], to).unwrap();
+        }
+        let dropped = socket_drops(&[to.port()]) - before;
+        assert!(dropped > 0 && dropped <= 500, "{dropped}");
+        assert_eq!(socket_drops(&[other.local_addr().unwrap().port()]), 0);
+    }
 
     #[test]
     fn sequence_bookkeeping() {
