@@ -175,11 +175,17 @@ impl<P: Parser + Clone> Driver<P> {
         let sched = plan
             .rate
             .map(|r| Schedule::new(0, r, plan.poisson, plan.seed));
+        let mut rec = Recorder::new(plan.from, plan.until);
+        if sched.is_none() && !spec.per_conn {
+            // Closed loop keep-alive: a request is queued the moment its
+            // slot frees, so its service time is its latency.
+            rec = rec.service_is_latency();
+        }
         Ok(Driver {
             poll: Poll::new()?,
             tmpl,
             clock: plan.clock,
-            rec: Recorder::new(plan.from, plan.until),
+            rec,
             quota: plan.count,
             conns,
             slots: VecDeque::new(),
@@ -244,7 +250,7 @@ impl<P: Parser + Clone> Driver<P> {
             }
             self.run_retries(now);
             self.dispatch(now);
-            self.flush_dirty();
+            self.flush_dirty(now);
             let wake = self.next_wake(next_tick.min(next_scan), stop_at);
             let timeout = std::time::Duration::from_nanos(wake.saturating_sub(self.clock.now()));
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
@@ -259,6 +265,7 @@ impl<P: Parser + Clone> Driver<P> {
         let (run_ns, wait_ns) = super::procstat::thread_sched();
         let (run0, wait0) = cpu_from.unwrap_or_default();
         let end = self.clock.now();
+        self.rec.finish();
         Ok(ThreadOut {
             rec: self.rec,
             cpu_ns: run_ns.saturating_sub(run0),
@@ -356,15 +363,14 @@ impl<P: Parser + Clone> Driver<P> {
     }
 
     /// Writes what every dirty connection has queued.
-    fn flush_dirty(&mut self) {
+    fn flush_dirty(&mut self, now: u64) {
         while let Some(key) = self.dirty.pop() {
-            self.flush(key);
+            self.flush(key, now);
         }
     }
 
     /// Writes connection `key`'s queued bytes until done or `WouldBlock`.
-    fn flush(&mut self, key: usize) {
-        let now = self.clock.now();
+    fn flush(&mut self, key: usize, now: u64) {
         let len = self.spec.request.len().max(1);
         let c = &mut self.conns[key];
         let Some(sock) = &mut c.sock else { return };
@@ -411,18 +417,21 @@ impl<P: Parser + Clone> Driver<P> {
         }
     }
 
-    /// One readiness event.
+    /// One readiness event. The clock is read once per event, after the
+    /// read (a response's arrival time); the requests that follow are
+    /// stamped with that time too, which can only overstate latency by
+    /// the few microseconds until their write.
     fn on_event(&mut self, ev: &mio::event::Event) {
         let key = ev.token().0;
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        let now = self.clock.now();
         if ev.is_read_closed() {
             c.peer_closed = true;
         }
         if c.state == State::Connecting {
             let Some(sock) = &c.sock else { return };
+            let now = self.clock.now();
             match net::connected(sock) {
                 Ok(true) => self.opened(key, now),
                 Ok(false) => return,
@@ -436,12 +445,12 @@ impl<P: Parser + Clone> Driver<P> {
         if ev.is_writable() {
             c.writable = true;
         }
-        self.read(key);
+        let now = self.read(key);
         // Refill the slots the answers freed now, not after the whole
         // batch: the server gets its next request while we read others.
         self.dispatch(now);
-        self.flush_dirty();
-        self.flush(key);
+        self.flush_dirty(now);
+        self.flush(key, now);
     }
 
     /// The connect completed.
@@ -464,29 +473,38 @@ impl<P: Parser + Clone> Driver<P> {
     }
 
     /// Reads connection `key` until `WouldBlock`, a short read or EOF,
-    /// feeding its parser.
-    fn read(&mut self, key: usize) {
+    /// feeding its parser. Returns the time of the last read.
+    fn read(&mut self, key: usize) -> u64 {
         loop {
             let c = &mut self.conns[key];
-            let Some(sock) = &mut c.sock else { return };
-            match sock.read(&mut self.rbuf) {
-                Ok(0) => return self.on_eof(key),
+            let Some(sock) = &mut c.sock else {
+                return self.clock.now();
+            };
+            let res = sock.read(&mut self.rbuf);
+            let now = self.clock.now();
+            match res {
+                Ok(0) => {
+                    self.on_eof(key, now);
+                    return now;
+                }
                 Ok(n) => {
-                    let now = self.clock.now();
                     self.rec.read(now, n);
                     if !self.feed(key, n, now) {
-                        return;
+                        return now;
                     }
                     let c = &self.conns[key];
                     // A read that did not fill the buffer drained the socket
                     // (epoll(7)); unless the FIN came in the same event.
                     if (n < self.rbuf.len() && !c.peer_closed) || c.state != State::Open {
-                        return;
+                        return now;
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return now,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return self.fail(key, Kind::Read, self.clock.now()),
+                Err(_) => {
+                    self.fail(key, Kind::Read, now);
+                    return now;
+                }
             }
         }
     }
@@ -529,8 +547,7 @@ impl<P: Parser + Clone> Driver<P> {
     }
 
     /// The peer closed its side.
-    fn on_eof(&mut self, key: usize) {
-        let now = self.clock.now();
+    fn on_eof(&mut self, key: usize, now: u64) {
         let c = &mut self.conns[key];
         if let Some(verdict) = c.parser.eof()
             && let Some(p) = c.fifo.pop_front()

@@ -91,6 +91,10 @@ pub struct Recorder {
     pub from: u64,
     /// End of the measured window, ns since the base.
     pub until: u64,
+    /// Service time is latency (closed loop: each request is sent when it
+    /// is due), so `service` is filled from `latency` at the end instead
+    /// of recording every request twice.
+    service_is_latency: bool,
     /// The current second's counters and histogram.
     interval: Tick,
 }
@@ -111,6 +115,7 @@ impl Recorder {
             extra: BTreeMap::new(),
             from,
             until,
+            service_is_latency: false,
             interval: Tick {
                 sec: 0,
                 requests: 0,
@@ -122,10 +127,25 @@ impl Recorder {
         }
     }
 
+    /// Declares that every request will be written when it is due
+    /// (`intended == sent`), so service time need not be recorded apart.
+    pub fn service_is_latency(mut self) -> Recorder {
+        self.service_is_latency = true;
+        self
+    }
+
+    /// At the thread's end: fills what was recorded only once.
+    pub fn finish(&mut self) {
+        if self.service_is_latency {
+            self.service = self.latency.clone();
+        }
+    }
+
     /// A request answered correctly at `now`, meant to be sent at
     /// `intended` and actually written at `sent`.
     #[inline]
     pub fn done(&mut self, now: u64, intended: u64, sent: u64) {
+        debug_assert!(!self.service_is_latency || intended == sent);
         let lat = now.saturating_sub(intended);
         self.interval.requests += 1;
         self.interval.hist.saturating_record(lat);
@@ -135,7 +155,9 @@ impl Recorder {
                 self.in_window += 1;
             }
             self.latency.saturating_record(lat);
-            self.service.saturating_record(now.saturating_sub(sent));
+            if !self.service_is_latency {
+                self.service.saturating_record(now.saturating_sub(sent));
+            }
         }
     }
 
@@ -237,5 +259,21 @@ mod tests {
         assert_eq!(t.hist.len(), 2);
         let t = r.take_tick();
         assert_eq!((t.sec, t.requests, t.hist.len()), (1, 0, 0));
+    }
+
+    #[test]
+    fn service_copied_from_latency_at_the_end() {
+        let mut r = Recorder::new(0, u64::MAX).service_is_latency();
+        r.done(5_000_000, 2_000_000, 2_000_000);
+        r.done(9_000_000, 8_000_000, 8_000_000);
+        assert_eq!(r.service.len(), 0, "recorded once, not twice");
+        r.finish();
+        assert_eq!(r.service.len(), 2);
+        assert_eq!(r.service.max(), r.latency.max());
+        // Open loop keeps them apart: the wait for a slot is not service.
+        let mut r = Recorder::new(0, u64::MAX);
+        r.done(5_000_000, 1_000_000, 4_000_000);
+        r.finish();
+        assert!(r.service.max() < r.latency.max());
     }
 }
