@@ -1,66 +1,231 @@
 #!/usr/bin/env bash
 # Is `reactor bench` as strong a load generator as the independent tools?
-# Side by side against the same server, one thread each, load on core 1,
-# server on core 0, rounds alternating A B A B:
-#   - echo: `reactor bench echo` vs `epoll_load` against `epoll_echo`
-#     (100 connections, 64-byte messages, depth 1 and 16);
-#   - HTTP: `reactor bench http` vs `wrk -t1 -c100` against nginx (one
-#     worker, ../shared/peers/nginx.conf, port 7080).
-# Prints each run and the median of the per-round ratios (reactor bench /
-# other tool). Environment: ROUNDS [3], SECS [4], PEERS_OUT, SKIP_BUILD,
-# REACTOR_BIN [$CARGO_TARGET_DIR or target, /release/reactor].
+# Side by side against the same server, one thread each, the server on
+# core 0 and the generator on core 1, written into docs/PERFORMANCE.md
+# (between `<!-- bench-generator:begin/end -->`; a rerun replaces it).
+#
+#   scripts/bench-generator.sh [--quick] [--no-doc]
+#
+# Four comparisons, each ROUNDS pairs of runs:
+#   1. echo, depth 1:  `reactor bench echo` vs `epoll_load`, against epoll_echo
+#   2. echo, depth 16: the same, 16 messages in flight per connection
+#   3. HTTP keep-alive: `reactor bench http` vs `wrk -t1`, against nginx
+#      (one worker, ../shared/peers/nginx.conf moved to a free port)
+#   4. HTTP keep-alive: the same, against epoll_http (a cheaper server, so
+#      the generator is more often the one that sets the pace)
+# 100 connections, 64-byte messages. The pairs go A B, B A, A B, ... (so
+# neither tool always runs first, on a server just warmed by the other),
+# after one discarded warm-up run of each. Every run records, besides the
+# tool's own rate, the CPU time of the generator (its children's times,
+# from the shell's `times`) and of the server (/proc/PID/stat); the table
+# gives the median of the per-pair ratios (reactor bench / other tool) of
+# throughput, of requests per generator CPU-second and of requests per
+# server CPU-second, with the throughput ratios' range and how many pairs
+# reactor bench won. A run with an error (a wrong byte, a bad status, a
+# socket error) fails the script.
+#
+# --quick: 2 pairs of 1 s (a smoke test, under a minute); --no-doc: print
+# the tables, leave docs/PERFORMANCE.md alone. Environment: ROUNDS [10],
+# SECS [4], PEERS_OUT [/tmp/reactor-peers], REACTOR_BIN (measure this
+# binary; else `cargo build --release` here), REACTOR_SRC (the checkout it
+# was built from, for the commit named in the doc), DOC.
 set -euo pipefail
+
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=scripts/lib.sh
-. "$here/lib.sh"
+# shellcheck source=scripts/perf-lib.sh
+. "$here/perf-lib.sh" # and lib.sh
 root=$(repo_root)
 cd "$root"
-ROUNDS=${ROUNDS:-3} SECS=${SECS:-4}
-PEERS_OUT=${PEERS_OUT:-/tmp/reactor-peers} SKIP_BUILD=${SKIP_BUILD:-0}
-if [[ $SKIP_BUILD != 1 ]]; then
-  bash "$root/../shared/peers/build.sh" "$PEERS_OUT" >/dev/null
-  cargo build --release -q
-fi
-R=${REACTOR_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/reactor}
-[[ -x $R ]] || die "missing $R"
-if (exec 3<>/dev/tcp/127.0.0.1/7080) 2>/dev/null; then
-  die "port 7080 is taken; nginx (../shared/peers/nginx.conf) needs it"
-fi
-raise_nofile
-port=$(free_ports 1)
-taskset -c 0 "$PEERS_OUT/epoll_echo" "$port" >/dev/null 2>&1 &
-ep=$!
-ng=$(mktemp -d "${TMPDIR:-/tmp}/reactor-ng.XXXXXX")
-trap 'kill $ep 2>/dev/null || true; nginx -p "$ng" -c "$root/../shared/peers/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$ng"' EXIT
-sleep 0.3
 
+quick=0 write_doc=1
+for a in "$@"; do
+  case $a in
+    --quick) quick=1 ;;
+    --no-doc) write_doc=0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $a (see --help)" ;;
+  esac
+done
+if ((quick)); then
+  ROUNDS=${ROUNDS:-2} SECS=${SECS:-1}
+else
+  ROUNDS=${ROUNDS:-10} SECS=${SECS:-4}
+fi
+PEERS_OUT=${PEERS_OUT:-/tmp/reactor-peers} DOC=${DOC:-$root/docs/PERFORMANCE.md}
+REACTOR_SRC=${REACTOR_SRC:-$root}
+[[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || die "ROUNDS must be 1..99"
+[[ $SECS =~ ^[1-9][0-9]*$ ]] || die "SECS: whole seconds"
+(($(nproc) >= 2)) || die "needs 2 cores (server on 0, load on 1)"
 
-echo "| load | round | reactor bench | other tool | ratio |"
-echo "|---|---|---|---|---|"
-for d in 1 16; do
-  ratios=()
-  for r in $(seq "$ROUNDS"); do
-    a=$(taskset -c 1 "$R" bench echo "127.0.0.1:$port" -c 100 --size 64 --depth "$d" -d "$SECS" -q |
-      awk '/^Requests\/sec:/ {print $2}')
-    b=$(taskset -c 1 "$PEERS_OUT/epoll_load" 127.0.0.1 "$port" -c 100 -l 64 -d "$d" -t "$SECS" 2>&1 |
-      awk '/msgs\/s/ {print $1}' | tail -1)
-    ratio=$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", a / b}')
-    ratios+=("$ratio")
-    echo "| echo depth $d (vs epoll_load) | $r | $a | $b | $ratio |"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/reactor-gen.XXXXXX")
+# shellcheck disable=SC2016  # evaluated by the trap
+install_cleanup 'rm -rf "$tmp"'
+set_nofile 20000
+t_all=$SECONDS
+
+step_header "peers and tools"
+"$root/../shared/peers/build.sh" "$PEERS_OUT" >&2
+if [[ -n ${REACTOR_BIN:-} ]]; then
+  reactor=$REACTOR_BIN
+else
+  cargo build --release --quiet >&2
+  target=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  reactor=$target/release/reactor
+fi
+[[ -x $reactor ]] || die "missing $reactor"
+for t in wrk nginx taskset; do command -v "$t" >/dev/null || die "missing $t"; done
+step_done
+
+mapfile -t ports < <(free_ports 3)
+((${#ports[@]} == 3)) || die "could not pick free ports"
+p_echo=${ports[0]} p_http=${ports[1]} p_nginx=${ports[2]}
+mkdir -p "$tmp/ng/logs"
+sed "s/listen 127.0.0.1:7080 /listen 127.0.0.1:$p_nginx /" "$root/../shared/peers/nginx.conf" >"$tmp/ng/nginx.conf"
+grep -q "listen 127.0.0.1:$p_nginx " "$tmp/ng/nginx.conf" || die "could not set nginx's port"
+spawn "$tmp/epoll_echo.log" taskset -c 0 "$PEERS_OUT/epoll_echo" "$p_echo"
+echo_pid=$SPAWNED
+spawn "$tmp/epoll_http.log" taskset -c 0 "$PEERS_OUT/epoll_http" "$p_http"
+http_pid=$SPAWNED
+spawn "$tmp/nginx.log" taskset -c 0 nginx -p "$tmp/ng" -c "$tmp/ng/nginx.conf"
+nginx_master=$SPAWNED
+wait_tcp "$p_echo" "$echo_pid" 5 || die "epoll_echo does not accept"
+wait_tcp "$p_http" "$http_pid" 5 || die "epoll_http does not accept"
+wait_tcp "$p_nginx" "$nginx_master" 5 || die "nginx does not accept"
+# The worker answers (one worker: the master's only child).
+nginx_pid=$(pgrep -P "$nginx_master" | head -1)
+[[ -n $nginx_pid ]] || die "no nginx worker"
+
+machine=$(machine_desc)
+src=$(source_desc "$REACTOR_SRC")
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# secs_of 0m1.230s: seconds as a decimal.
+secs_of() { awk -v t="$1" 'BEGIN { split(t, a, "m"); sub("s", "", a[2]); printf "%.3f", a[1] * 60 + a[2] }'; }
+
+# run_one NAME SERVER_PID SECS: runs generator NAME (see gen_cmd) on core 1
+# against the server of the current comparison; prints "rate gen_cpu_s
+# srv_cpu_s". Fails on any error the tool reports.
+run_one() {
+  local name=$1 srv=$2 secs=$3 out=$tmp/run.out s0 s1 rate t
+  s0=$(cpu_ticks "$srv")
+  # `times` in the subshell: its second line is the children's user and
+  # system time, i.e. the generator's whole CPU time, every thread.
+  if ! (taskset -c 1 "${CMD[@]/@SECS@/$secs}" >"$out" 2>&1 && times >"$out.times"); then
+    log "$name failed:"; cat "$out" >&2; return 1
+  fi
+  s1=$(cpu_ticks "$srv")
+  case $name in
+    reactor)
+      rate=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+      grep -q '^Errors: 0$' "$out" || { log "reactor bench reported errors:"; cat "$out" >&2; return 1; }
+      if grep -q '^INVALID' "$out"; then echo "$name" >>"$tmp/invalid"; fi
+      ;;
+    epoll_load)
+      rate=$(awk '/msgs\/s/ {print $1}' "$out" | tail -1)
+      grep -q 'corrupt_bytes=0' "$out" || { log "epoll_load saw corrupt bytes:"; cat "$out" >&2; return 1; }
+      ;;
+    wrk)
+      rate=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+      if grep -qE 'Socket errors|Non-2xx' "$out"; then log "wrk reported errors:"; cat "$out" >&2; return 1; fi
+      ;;
+  esac
+  [[ -n $rate ]] || { log "$name printed no rate:"; cat "$out" >&2; return 1; }
+  t=$(sed -n 2p "$out.times") # line 1 is the subshell's own
+  # shellcheck disable=SC2086  # two words: user and system
+  set -- $t
+  awk -v r="$rate" -v u="$(secs_of "$1")" -v s="$(secs_of "$2")" -v k=$((s1 - s0)) \
+    'BEGIN { printf "%.0f %.3f %.2f\n", r, u + s, k / 100 }'
+}
+
+# compare TITLE SERVER_PID OTHER: ROUNDS pairs of reactor bench (REACTOR
+# command) and OTHER (OTHER command); appends the rounds and a summary.
+compare() {
+  local title=$1 srv=$2 other=$3 i first second a b ra rb
+  local r_rate r_gen r_srv o_rate o_gen o_srv
+  local -a thr=() gen=() srvr=()
+  step_header "$title"
+  for name in reactor "$other"; do # warm-up, discarded
+    set_cmd "$name"
+    run_one "$name" "$srv" 1 >/dev/null
   done
-  echo "| **echo depth $d median** | | | | **$(median "${ratios[@]}")** |"
-done
+  {
+    echo
+    echo "**$title**"
+    echo
+    echo "| pair | first | reactor bench req/s | $other req/s | ratio | reactor bench gen CPU | $other gen CPU | server CPU (reactor bench / $other) |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  } >>"$tmp/rounds.md"
+  : >"$tmp/invalid"
+  for ((i = 1; i <= ROUNDS; i++)); do
+    if ((i % 2)); then first=reactor second=$other; else first=$other second=reactor; fi
+    set_cmd "$first"
+    a=$(run_one "$first" "$srv" "$SECS")
+    set_cmd "$second"
+    b=$(run_one "$second" "$srv" "$SECS")
+    if [[ $first == reactor ]]; then ra=$a rb=$b; else ra=$b rb=$a; fi
+    # shellcheck disable=SC2086  # "rate gen_cpu srv_cpu"
+    read -r r_rate r_gen r_srv <<<"$ra"
+    read -r o_rate o_gen o_srv <<<"$rb"
+    thr+=("$(awk -v a="$r_rate" -v b="$o_rate" 'BEGIN {printf "%.4f", a / b}')")
+    gen+=("$(awk -v a="$r_rate" -v ag="$r_gen" -v b="$o_rate" -v bg="$o_gen" 'BEGIN {printf "%.4f", (a / ag) / (b / bg)}')")
+    srvr+=("$(awk -v a="$r_rate" -v as="$r_srv" -v b="$o_rate" -v bs="$o_srv" 'BEGIN {printf "%.4f", (a / as) / (b / bs)}')")
+    printf '| %d | %s | %s | %s | %.2f | %.0f%% | %.0f%% | %.0f%% / %.0f%% |\n' "$i" "$first" \
+      "$r_rate" "$o_rate" "${thr[-1]}" "$(awk -v c="$r_gen" -v s="$SECS" 'BEGIN {print 100 * c / s}')" \
+      "$(awk -v c="$o_gen" -v s="$SECS" 'BEGIN {print 100 * c / s}')" \
+      "$(awk -v c="$r_srv" -v s="$SECS" 'BEGIN {print 100 * c / s}')" \
+      "$(awk -v c="$o_srv" -v s="$SECS" 'BEGIN {print 100 * c / s}')" >>"$tmp/rounds.md"
+    log "$title, pair $i: reactor bench $r_rate, $other $o_rate"
+  done
+  local won lo hi
+  won=$(printf '%s\n' "${thr[@]}" | awk '$1 >= 1 {n++} END {print n + 0}')
+  lo=$(printf '%s\n' "${thr[@]}" | sort -g | head -1)
+  hi=$(printf '%s\n' "${thr[@]}" | sort -g | tail -1)
+  printf '| %s | **%.2fx** | %.2f-%.2f | %d of %d | %.2fx | %.2fx | %d of %d |\n' "$title" \
+    "$(median "${thr[@]}")" "$lo" "$hi" "$won" "$ROUNDS" "$(median "${gen[@]}")" \
+    "$(median "${srvr[@]}")" "$(wc -l <"$tmp/invalid")" "$ROUNDS" >>"$tmp/summary.md"
+  step_done
+}
 
-mkdir -p "$ng/logs"
-taskset -c 0 nginx -p "$ng" -c "$root/../shared/peers/nginx.conf" 2>/dev/null &
-sleep 0.5
-ratios=()
-for r in $(seq "$ROUNDS"); do
-  a=$(taskset -c 1 "$R" bench http http://127.0.0.1:7080/ -c 100 -d "$SECS" -q |
-    awk '/^Requests\/sec:/ {print $2}')
-  b=$(taskset -c 1 wrk -t1 -c100 -d"${SECS}s" http://127.0.0.1:7080/ | awk '/^Requests\/sec:/ {print $2}')
-  ratio=$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", a / b}')
-  ratios+=("$ratio")
-  echo "| http keep-alive (vs wrk -t1 -c100, nginx) | $r | $a | $b | $ratio |"
-done
-echo "| **http median** | | | | **$(median "${ratios[@]}")** |"
+# set_cmd NAME: the command line of generator NAME for the current
+# comparison (globals TARGET, DEPTH, KIND), @SECS@ standing for the seconds.
+set_cmd() {
+  case $1:$KIND in
+    reactor:echo) CMD=("$reactor" bench echo "127.0.0.1:$TARGET" -c 100 --size 64 --depth "$DEPTH" -d @SECS@ -q) ;;
+    epoll_load:echo) CMD=("$PEERS_OUT/epoll_load" 127.0.0.1 "$TARGET" -c 100 -l 64 -d "$DEPTH" -t @SECS@) ;;
+    reactor:http) CMD=("$reactor" bench http "http://127.0.0.1:$TARGET/" -c 100 -d @SECS@ -q) ;;
+    wrk:http) CMD=(wrk -t1 -c100 -d@SECS@s "http://127.0.0.1:$TARGET/") ;;
+    *) die "no command for $1 ($KIND)" ;;
+  esac
+}
+
+: >"$tmp/rounds.md"
+: >"$tmp/summary.md"
+KIND=echo TARGET=$p_echo DEPTH=1 compare "echo depth 1, vs epoll_load against epoll_echo" "$echo_pid" epoll_load
+KIND=echo TARGET=$p_echo DEPTH=16 compare "echo depth 16, vs epoll_load against epoll_echo" "$echo_pid" epoll_load
+KIND=http TARGET=$p_nginx compare "HTTP keep-alive, vs wrk -t1 against nginx" "$nginx_pid" wrk
+KIND=http TARGET=$p_http compare "HTTP keep-alive, vs wrk -t1 against epoll_http" "$http_pid" wrk
+
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
+took=$((SECONDS - t_all))
+{
+  echo "## \`reactor bench\` as a load generator: \`scripts/bench-generator.sh\`"
+  echo
+  echo "Generated; a rerun replaces this section. Machine: $machine; reactor at commit $src. Load average $load0 at the start, $load1 at the end. Took $((took / 60)) min $((took % 60)) s."
+  echo "Servers on core 0, generators on core 1, one thread each, 100 connections (echo: 64-byte messages); $ROUNDS pairs of $SECS s per comparison, A B then B A alternately, after one discarded warm-up run of each; every run had 0 errors."
+  echo "Ratios are reactor bench / the other tool, medians over the pairs: of throughput, of requests per generator CPU-second (the generator's user+system time, all its threads), and of requests per server CPU-second. \"INVALID\" counts the runs in which reactor bench's verdict on itself was that its own core may have set the pace."
+  echo
+  echo "| comparison | throughput ratio | pairs' range | pairs reactor bench >= | req per generator CPU-s | req per server CPU-s | reactor bench INVALID |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  cat "$tmp/summary.md"
+  echo
+  echo "Every pair (gen CPU: the generator's CPU time over the run's seconds; server CPU likewise):"
+  cat "$tmp/rounds.md"
+} >"$tmp/section.md"
+
+printf '\n'
+cat "$tmp/section.md"
+if ((write_doc && !quick)); then
+  doc_block "$DOC" bench-generator "$tmp/section.md"
+  log "written into $DOC"
+fi

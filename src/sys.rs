@@ -1,9 +1,11 @@
 //! The crate's only `unsafe` code: thin wrappers over `libc` calls that
-//! std does not offer (the open-files limit, one socket option). Each wrapper is safe to call: it passes only
-//! pointers to locals that live across the call.
+//! std does not offer (the open-files limit, one socket option, a
+//! timerfd). Each wrapper is safe to call: it passes only pointers to
+//! locals that live across the call, and fds it owns.
 #![allow(unsafe_code)]
 
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// The soft and hard limits on open files (RLIMIT_NOFILE).
 pub fn nofile_limit() -> io::Result<(u64, u64)> {
@@ -56,4 +58,59 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
         return Err(io::Error::last_os_error());
     }
     Ok(hard)
+}
+
+/// A one-shot timer as a file descriptor (`timerfd`, CLOCK_MONOTONIC,
+/// non-blocking): readable once it expires, so it can sit in a poll set
+/// and wake `epoll_wait` with nanosecond resolution, where the wait's own
+/// timeout counts in milliseconds.
+#[derive(Debug)]
+pub struct TimerFd(OwnedFd);
+
+impl TimerFd {
+    /// A disarmed timer.
+    pub fn new() -> io::Result<TimerFd> {
+        // SAFETY: no pointers; the result is checked before use.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created, is valid, and nothing else owns it.
+        Ok(TimerFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Arms the timer to expire once, `after_ns` from now (at least 1 ns:
+    /// a zero time would disarm it), replacing any earlier setting.
+    pub fn set(&self, after_ns: u64) -> io::Result<()> {
+        let ns = after_ns.max(1);
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: (ns / 1_000_000_000) as libc::time_t,
+                tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+            },
+        };
+        // SAFETY: the fd is ours and open; `spec` lives across the call;
+        // the old value is not asked for (null).
+        let rc =
+            unsafe { libc::timerfd_settime(self.0.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl AsRawFd for TimerFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
 }

@@ -283,6 +283,53 @@ fn own_echo_clean_and_json_parses_back() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An open loop sleeps on a timer in the same poll set (for precise
+/// sends) and `--busy-poll` never sleeps: both complete every request,
+/// and the spin is reported apart from work.
+#[test]
+fn open_loop_timer_and_busy_poll() {
+    let mut cfg = Config::empty();
+    cfg.echo = Some("127.0.0.1:0".parse().unwrap());
+    let (handle, server) = own(cfg);
+    let addr = server.local_addr(Service::Echo).unwrap().to_string();
+    let t = thread::spawn(move || server.run());
+    let timed = bench(&[
+        "echo", &addr, "-c", "4", "-n", "400", "--rate", "2000", "-q",
+    ]);
+    assert_eq!(timed.m.rec.requests, 400);
+    assert_eq!(timed.m.rec.errors.total(), 0);
+    assert_eq!(
+        timed.m.rec.lag.len(),
+        400,
+        "every arrival's lateness is recorded"
+    );
+    let mut spins = Vec::new();
+    for extra in [&["--rate", "2000"][..], &[]] {
+        let mut args = vec!["echo", &addr, "-c", "2", "-n", "400", "--busy-poll", "-q"];
+        args.extend_from_slice(extra);
+        let r = bench(&args);
+        assert_eq!(r.m.rec.requests, 400, "{extra:?}");
+        assert_eq!(r.m.rec.errors.total(), 0, "{extra:?}");
+        let (busy, spin) = (r.m.thread_busy[0], r.m.thread_spin[0]);
+        assert!(spin > 0.0, "{extra:?}: a busy poller spins");
+        assert!(busy + spin <= 1.05, "{extra:?}: busy {busy} + spin {spin}");
+        let json = reactor::bench::report::to_json(&r);
+        assert_eq!(json["config"]["busy_poll"], true);
+        assert!(json["generator"]["thread_cpu_spin"][0].as_f64().unwrap() > 0.0);
+        spins.push(spin);
+    }
+    // At the same rate, the timer's loop spins only for the last few
+    // microseconds before a send, the busy poller for all its idle time.
+    assert!(
+        timed.m.thread_spin[0] < spins[0],
+        "timer loop spun {}, busy poller {}",
+        timed.m.thread_spin[0],
+        spins[0]
+    );
+    handle.shutdown();
+    t.join().unwrap().unwrap();
+}
+
 #[test]
 fn own_greet_connect_cycles() {
     let mut cfg = Config::empty();

@@ -188,6 +188,7 @@ fn run_thread(addr: SocketAddr, senders: usize, wire: &Wire, plan: Plan) -> io::
     let mut seqs = vec![0u64; senders];
     let (mut next_sender, mut lines_measured, mut got_measured) = (0usize, 0u64, 0u64);
     let mut events = Events::with_capacity(1024);
+    let mut sleeper = run::Sleeper::new(poll.registry(), &plan, true)?;
     let mut rbuf = vec![0u8; 64 * 1024];
     let mut line = Vec::with_capacity(64);
     let (mut next_tick, mut stop_at, mut cpu_from) = (1_000_000_000u64, u64::MAX, None);
@@ -245,16 +246,9 @@ fn run_thread(addr: SocketAddr, senders: usize, wire: &Wire, plan: Plan) -> io::
             }
             rec.wrote(now, line.len());
         }
-        run::wait(
-            &mut poll,
-            &mut events,
-            &clock,
-            &sched,
-            &plan,
-            stop_at,
-            next_tick,
-        )?;
-        for ev in events.iter() {
+        let wake = run::next_wake(&sched, &plan, stop_at, next_tick);
+        sleeper.wait(&mut poll, &mut events, &clock, wake)?;
+        for ev in events.iter().filter(|e| e.token() != run::ALARM) {
             let m = &mut members[ev.token().0];
             if ev.is_writable() && flush(m).is_err() {
                 rec.error(clock.now(), Kind::Write, 1);
@@ -267,17 +261,7 @@ fn run_thread(addr: SocketAddr, senders: usize, wire: &Wire, plan: Plan) -> io::
         }
     }
     let end = clock.now();
-    Ok(ThreadOut {
-        rec,
-        cpu_ns: super::procstat::thread_sched()
-            .0
-            .saturating_sub(cpu_from.unwrap_or_default().0),
-        wait_ns: super::procstat::thread_sched()
-            .1
-            .saturating_sub(cpu_from.unwrap_or_default().1),
-        stop_at: stop_at.min(end),
-        end_at: end,
-    })
+    Ok(ThreadOut::new(rec, cpu_from, &sleeper, stop_at, end))
 }
 
 /// Writes what member `m` has queued, until done or `WouldBlock`.

@@ -73,6 +73,11 @@ pub struct Common {
     /// Bind connections to 127.0.0.1..127.0.0.N (past one address's ~28k ports)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
     pub source_ips: u8,
+    /// Never sleep: poll with a zero timeout, so no wake-up delay of the
+    /// generator's counts in latency (takes its whole core; the spin is
+    /// not counted as busy in the verdict)
+    #[arg(long)]
+    pub busy_poll: bool,
     /// Sample this server process's CPU time and RSS from /proc during the run
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,

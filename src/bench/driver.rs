@@ -27,7 +27,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::Kind;
 use super::net;
 use super::record::Recorder;
-use super::run::{Clock, Plan, Schedule, ThreadOut};
+use super::run::{self, Clock, Plan, Schedule, Sleeper, ThreadOut};
 
 /// How long a failed connection waits before it is tried again.
 const RETRY_NS: u64 = 10_000_000;
@@ -129,6 +129,8 @@ struct Driver<P> {
     backlog: VecDeque<u64>,
     /// Open loop: the arrival schedule.
     sched: Option<Schedule>,
+    /// Sleeps until the next deadline (to the microsecond in open loop).
+    sleeper: Sleeper,
     /// Connections with bytes queued since the last flush pass.
     dirty: Vec<usize>,
     /// Connections to retry, with when.
@@ -181,8 +183,11 @@ impl<P: Parser + Clone> Driver<P> {
             // slot frees, so its service time is its latency.
             rec = rec.service_is_latency();
         }
+        let poll = Poll::new()?;
+        let sleeper = Sleeper::new(poll.registry(), &plan, sched.is_some())?;
         Ok(Driver {
-            poll: Poll::new()?,
+            poll,
+            sleeper,
             tmpl,
             clock: plan.clock,
             rec,
@@ -252,27 +257,20 @@ impl<P: Parser + Clone> Driver<P> {
             self.dispatch(now);
             self.flush_dirty(now);
             let wake = self.next_wake(next_tick.min(next_scan), stop_at);
-            let timeout = std::time::Duration::from_nanos(wake.saturating_sub(self.clock.now()));
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
-                && e.kind() != ErrorKind::Interrupted
-            {
-                return Err(e);
-            }
-            for ev in events.iter() {
+            self.sleeper
+                .wait(&mut self.poll, &mut events, &self.clock, wake)?;
+            for ev in events.iter().filter(|e| e.token() != run::ALARM) {
                 self.on_event(ev);
             }
         }
-        let (run_ns, wait_ns) = super::procstat::thread_sched();
-        let (run0, wait0) = cpu_from.unwrap_or_default();
         let end = self.clock.now();
-        self.rec.finish();
-        Ok(ThreadOut {
-            rec: self.rec,
-            cpu_ns: run_ns.saturating_sub(run0),
-            wait_ns: wait_ns.saturating_sub(wait0),
-            stop_at: stop_at.min(end),
-            end_at: end,
-        })
+        Ok(ThreadOut::new(
+            self.rec,
+            cpu_from,
+            &self.sleeper,
+            stop_at,
+            end,
+        ))
     }
 
     /// The earliest time the loop must wake on its own.

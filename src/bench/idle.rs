@@ -60,6 +60,7 @@ pub fn bench(a: &IdleArgs) -> Result<Report, BenchError> {
         rec,
         thread_busy: vec![0.0],
         thread_wait: vec![0.0],
+        thread_spin: vec![0.0],
         window_s,
         series: Vec::<Second>::new(),
         server,

@@ -42,6 +42,8 @@ pub struct Report {
     pub warmup_s: f64,
     /// `--pid`.
     pub pid: Option<u32>,
+    /// `--busy-poll`.
+    pub busy_poll: bool,
     /// The measurements.
     pub m: Merged,
     /// The machine.
@@ -71,6 +73,7 @@ impl Report {
             rate: c.rate,
             warmup_s: c.warmup.as_secs_f64(),
             pid: c.pid,
+            busy_poll: c.busy_poll,
             m,
             env: procstat::environment(),
             invalid: Vec::new(),
@@ -232,12 +235,13 @@ pub fn summary(r: &Report) -> String {
     };
     let _ = writeln!(
         s,
-        "reactor bench {} {}: {} connections, {} thread(s), {}, {:.2}s measured{}",
+        "reactor bench {} {}: {} connections, {} thread(s), {}{}, {:.2}s measured{}",
         r.workload,
         r.target,
         r.conns,
         r.threads,
         model,
+        if r.busy_poll { ", busy-polling" } else { "" },
         r.m.window_s,
         if r.warmup_s > 0.0 {
             format!(" after {:.1}s warmup", r.warmup_s)
@@ -313,12 +317,25 @@ pub fn summary(r: &Report) -> String {
             .iter()
             .map(|w| format!("{:.0}%", w * 100.0))
             .collect();
-    let _ = writeln!(
+    let _ = write!(
         s,
         "Generator: CPU per thread {}; waiting for a CPU {}",
         busy.join(" "),
         wait.join(" ")
     );
+    if r.m.thread_spin.iter().any(|&f| f >= 0.005) {
+        let spin: Vec<String> =
+            r.m.thread_spin
+                .iter()
+                .map(|f| format!("{:.0}%", f * 100.0))
+                .collect();
+        let _ = write!(
+            s,
+            "; spinning idle (not counted as busy) {}",
+            spin.join(" ")
+        );
+    }
+    let _ = writeln!(s);
     for n in &r.notes {
         let _ = writeln!(s, "Note: {n}");
     }
@@ -412,12 +429,13 @@ pub fn to_json(r: &Report) -> Value {
         "config": {
             "connections": r.conns, "threads": r.threads, "rate": r.rate,
             "model": if r.rate.is_some() { "open" } else { "closed" },
-            "warmup_s": r.warmup_s, "workload": r.config,
+            "warmup_s": r.warmup_s, "busy_poll": r.busy_poll, "workload": r.config,
         },
         "environment": r.env,
         "generator": {
             "thread_cpu_busy": r.m.thread_busy, "busy_limit": BUSY_LIMIT,
             "thread_cpu_wait": r.m.thread_wait, "wait_limit": WAIT_LIMIT,
+            "thread_cpu_spin": r.m.thread_spin,
         },
         "server": server,
         "series": series,

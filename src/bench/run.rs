@@ -35,28 +35,127 @@ impl Clock {
     }
 }
 
-/// Sleeps in `poll` until the next send is due (`sched`), or, once sending
-/// stopped at `stop_at`, until the last replies' timeout; never past
-/// `next_tick` (the per-second ticker). `EINTR` is not an error.
-pub fn wait(
-    poll: &mut mio::Poll,
-    events: &mut mio::Events,
-    clock: &Clock,
-    sched: &Schedule,
-    plan: &Plan,
-    stop_at: u64,
-    next_tick: u64,
-) -> std::io::Result<()> {
+/// The token of a [`Sleeper`]'s timer in the poll set; loops skip it.
+pub const ALARM: mio::Token = mio::Token(usize::MAX);
+
+/// Below this, a wait spins (a zero-timeout poll) instead of sleeping: a
+/// sleep and a wake-up cost more than they would save.
+const SPIN_NS: u64 = 20_000;
+
+/// Sleeping in `poll` until a deadline, to the microsecond when it counts.
+///
+/// `epoll_wait` takes its timeout in whole milliseconds (mio rounds up),
+/// so a loop that sleeps until its next scheduled send wakes up to 1 ms
+/// late, and in an open loop that lateness is latency: it counts from the
+/// intended time. A precise sleeper keeps a timerfd in the same poll set,
+/// armed for the deadline, which wakes the loop within microseconds; the
+/// millisecond timeout stays as the fallback. A closed loop has no
+/// schedule to keep and sleeps on the timeout alone.
+///
+/// Waking itself takes time (tens of microseconds on a VM), and a
+/// response that arrives while the loop sleeps is read that much late,
+/// so service times include it. With `--busy-poll` the loop never sleeps:
+/// every poll has a zero timeout. Polls that spin and find nothing are
+/// timed, so the verdict can tell idle spinning from work.
+#[derive(Debug)]
+pub struct Sleeper {
+    /// The timerfd (precise sleepers only).
+    timer: Option<crate::sys::TimerFd>,
+    /// The deadline the timer is armed for (0: none), so an unchanged
+    /// deadline costs no `timerfd_settime`.
+    armed: u64,
+    /// Never sleep (`--busy-poll`).
+    busy: bool,
+    /// Spinning before this (the warmup) is not counted.
+    from: u64,
+    /// Time spent in zero-timeout polls that returned no event, since
+    /// `from` (ns).
+    pub spun_ns: u64,
+}
+
+impl Sleeper {
+    /// A sleeper for a loop polling with `registry`, following `plan`
+    /// (its `--busy-poll` and warmup); `precise` for loops that follow a
+    /// schedule.
+    pub fn new(registry: &mio::Registry, plan: &Plan, precise: bool) -> io::Result<Sleeper> {
+        Sleeper::with(registry, precise, plan.busy_poll, plan.from)
+    }
+
+    /// [`Sleeper::new`] from its parts: `busy` (never sleep), and `from`,
+    /// before which spinning is not counted.
+    pub fn with(
+        registry: &mio::Registry,
+        precise: bool,
+        busy: bool,
+        from: u64,
+    ) -> io::Result<Sleeper> {
+        let timer = if precise && !busy {
+            let t = crate::sys::TimerFd::new()?;
+            use std::os::fd::AsRawFd;
+            registry.register(
+                &mut mio::unix::SourceFd(&t.as_raw_fd()),
+                ALARM,
+                mio::Interest::READABLE,
+            )?;
+            Some(t)
+        } else {
+            None
+        };
+        Ok(Sleeper {
+            timer,
+            armed: 0,
+            busy,
+            from,
+            spun_ns: 0,
+        })
+    }
+
+    /// Polls for events, waking by `deadline` (ns on `clock`) at the
+    /// latest. `EINTR` is not an error. The timer is never read: the
+    /// registration is edge-triggered, and each expiry is a new edge.
+    pub fn wait(
+        &mut self,
+        poll: &mut mio::Poll,
+        events: &mut mio::Events,
+        clock: &Clock,
+        deadline: u64,
+    ) -> io::Result<()> {
+        let now = clock.now();
+        let left = deadline.saturating_sub(now);
+        let timeout = match &self.timer {
+            _ if self.busy => Duration::ZERO,
+            Some(_) if left <= SPIN_NS => Duration::ZERO,
+            Some(t) => {
+                if self.armed != deadline {
+                    t.set(left)?;
+                    self.armed = deadline;
+                }
+                Duration::from_nanos(left)
+            }
+            None => Duration::from_nanos(left),
+        };
+        match poll.poll(events, Some(timeout)) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+            _ => {}
+        }
+        if timeout.is_zero() && events.is_empty() {
+            let end = clock.now();
+            self.spun_ns += end.saturating_sub(now.max(self.from));
+        }
+        Ok(())
+    }
+}
+
+/// When a scheduled loop must wake: the next send (`sched`), or, once
+/// sending stopped at `stop_at`, the last replies' timeout; never past
+/// `next_tick` (the per-second ticker).
+pub fn next_wake(sched: &Schedule, plan: &Plan, stop_at: u64, next_tick: u64) -> u64 {
     let wake = if stop_at == u64::MAX {
         sched.peek().min(plan.until)
     } else {
-        stop_at + plan.timeout
+        stop_at.saturating_add(plan.timeout)
     };
-    let timeout = std::time::Duration::from_nanos(wake.min(next_tick).saturating_sub(clock.now()));
-    match poll.poll(events, Some(timeout)) {
-        Err(e) if e.kind() != std::io::ErrorKind::Interrupted => Err(e),
-        _ => Ok(()),
-    }
+    wake.min(next_tick)
 }
 
 /// What one thread is asked to do.
@@ -86,6 +185,8 @@ pub struct Plan {
     pub timeout: u64,
     /// `--source-ips`.
     pub source_ips: u8,
+    /// `--busy-poll`: never sleep in `poll`.
+    pub busy_poll: bool,
     /// Where each second's tick goes.
     pub ticks: Sender<(usize, Tick)>,
 }
@@ -99,10 +200,38 @@ pub struct ThreadOut {
     pub cpu_ns: u64,
     /// Time it was runnable but waited for a CPU (ns): a shared core.
     pub wait_ns: u64,
+    /// Of its CPU time, the part spent spinning in polls that found
+    /// nothing (ns): idle, though the CPU counts it.
+    pub spin_ns: u64,
     /// When it stopped starting requests (ns).
     pub stop_at: u64,
     /// When it finished draining (ns).
     pub end_at: u64,
+}
+
+impl ThreadOut {
+    /// A thread's result: `rec` (finished here), its CPU and wait time
+    /// since `cpu_from` (the schedstat sample taken when measuring began),
+    /// the sleeper's spin, and when it stopped sending and ended.
+    pub fn new(
+        mut rec: Recorder,
+        cpu_from: Option<(u64, u64)>,
+        sleeper: &Sleeper,
+        stop_at: u64,
+        end_at: u64,
+    ) -> ThreadOut {
+        rec.finish();
+        let (run_ns, wait_ns) = procstat::thread_sched();
+        let (run0, wait0) = cpu_from.unwrap_or_default();
+        ThreadOut {
+            rec,
+            cpu_ns: run_ns.saturating_sub(run0),
+            wait_ns: wait_ns.saturating_sub(wait0),
+            spin_ns: sleeper.spun_ns,
+            stop_at: stop_at.min(end_at),
+            end_at,
+        }
+    }
 }
 
 /// Arrival times of an open loop: evenly spaced, or Poisson.
@@ -186,8 +315,11 @@ pub struct Second {
 pub struct Merged {
     /// All threads' measurements.
     pub rec: Recorder,
-    /// Each thread's CPU busy fraction over the measured part.
+    /// Each thread's CPU busy fraction over the measured part (its spin
+    /// left out).
     pub thread_busy: Vec<f64>,
+    /// Each thread's share of the run spent spinning for events.
+    pub thread_spin: Vec<f64>,
     /// Each thread's share of the run spent waiting for a CPU.
     pub thread_wait: Vec<f64>,
     /// The measured window (s): warmup end to stop.
@@ -243,6 +375,7 @@ where
                 .map(|n| n / threads as u64 + u64::from((t as u64) < n % threads as u64)),
             timeout: c.timeout.as_nanos() as u64,
             source_ips: c.source_ips,
+            busy_poll: c.busy_poll,
             ticks: tx.clone(),
         };
         first += conns;
@@ -396,12 +529,15 @@ impl Collector {
         let mut stop = 0;
         let mut thread_busy = Vec::new();
         let mut thread_wait = Vec::new();
+        let mut thread_spin = Vec::new();
         for o in &outs {
             rec.merge(&o.rec);
             stop = stop.max(o.stop_at);
-            let span = o.end_at.saturating_sub(from).max(1);
-            thread_busy.push(o.cpu_ns as f64 / span as f64);
-            thread_wait.push(o.wait_ns as f64 / span as f64);
+            let span = o.end_at.saturating_sub(from).max(1) as f64;
+            let spin = o.spin_ns.min(o.cpu_ns);
+            thread_busy.push((o.cpu_ns - spin) as f64 / span);
+            thread_spin.push(spin as f64 / span);
+            thread_wait.push(o.wait_ns as f64 / span);
         }
         let now = self.clock.now();
         if let Some(pid) = self.pid {
@@ -421,6 +557,7 @@ impl Collector {
             rec,
             thread_busy,
             thread_wait,
+            thread_spin,
             window_s: window_ns as f64 / 1e9,
             series: self.series,
             server,
@@ -455,4 +592,75 @@ pub fn finish(r: Report, c: &Common) -> Result<super::Outcome, BenchError> {
             .map_err(|e| BenchError(format!("cannot write {}: {e}", path.display())))?;
     }
     Ok(super::Outcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits on `s` until `deadline`; returns whether the timer's event
+    /// was seen (bounded: the deadline is a few ms away).
+    fn wait_until(s: &mut Sleeper, poll: &mut mio::Poll, clock: &Clock, deadline: u64) -> bool {
+        let mut events = mio::Events::with_capacity(8);
+        let mut alarm = false;
+        for _ in 0..1_000_000 {
+            if clock.now() >= deadline {
+                break;
+            }
+            s.wait(poll, &mut events, clock, deadline).unwrap();
+            alarm |= events.iter().any(|e| e.token() == ALARM);
+        }
+        assert!(clock.now() >= deadline, "the wait loop gave up");
+        alarm
+    }
+
+    #[test]
+    fn precise_sleeper_is_woken_by_its_timer() {
+        let mut poll = mio::Poll::new().unwrap();
+        let clock = Clock::start();
+        let mut s = Sleeper::with(poll.registry(), true, false, 0).unwrap();
+        // A deadline 2.5 ms away: the timer is armed for it; the poll's
+        // millisecond timeout (3 ms, rounded up) is only the fallback.
+        let deadline = clock.now() + 2_500_000;
+        let mut events = mio::Events::with_capacity(8);
+        s.wait(&mut poll, &mut events, &clock, deadline).unwrap();
+        let mut seen = events.iter().any(|e| e.token() == ALARM);
+        // Whatever woke the first wait, the timer fires by the deadline.
+        seen |= wait_until(&mut s, &mut poll, &clock, deadline + 50_000_000);
+        assert!(seen, "no timer event");
+        assert_eq!(
+            s.spun_ns, 0,
+            "a sleeper with a timer sleeps, it does not spin"
+        );
+    }
+
+    #[test]
+    fn busy_sleeper_spins_and_counts_it() {
+        let mut poll = mio::Poll::new().unwrap();
+        let clock = Clock::start();
+        let mut s = Sleeper::with(poll.registry(), true, true, 0).unwrap();
+        let t0 = clock.now();
+        let alarm = wait_until(&mut s, &mut poll, &clock, t0 + 3_000_000);
+        let spent = clock.now() - t0;
+        assert!(!alarm, "a busy sleeper has no timer");
+        assert!(
+            s.spun_ns > 0 && s.spun_ns <= spent,
+            "spun {} of {spent} ns",
+            s.spun_ns
+        );
+        // Spinning before `from` (the warmup) is not counted.
+        let mut w = Sleeper::with(poll.registry(), false, true, u64::MAX).unwrap();
+        wait_until(&mut w, &mut poll, &clock, clock.now() + 1_000_000);
+        assert_eq!(w.spun_ns, 0);
+    }
+
+    #[test]
+    fn closed_loop_sleeper_sleeps_on_the_timeout() {
+        let mut poll = mio::Poll::new().unwrap();
+        let clock = Clock::start();
+        let mut s = Sleeper::with(poll.registry(), false, false, 0).unwrap();
+        let alarm = wait_until(&mut s, &mut poll, &clock, clock.now() + 2_000_000);
+        assert!(!alarm);
+        assert_eq!(s.spun_ns, 0);
+    }
 }

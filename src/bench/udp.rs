@@ -143,6 +143,7 @@ fn run_thread(addr: SocketAddr, size: usize, plan: Plan) -> io::Result<ThreadOut
     }
     let mut inb = vec![0u8; 65536];
     let mut events = Events::with_capacity(256);
+    let mut sleeper = run::Sleeper::new(poll.registry(), &plan, true)?;
     let (mut n, mut first_measured, mut next_sock) = (0u64, None, 0usize);
     let (mut got_measured, mut next_tick, mut quota) = (0u64, 1_000_000_000u64, plan.count);
     let mut cpu_from = None;
@@ -196,16 +197,9 @@ fn run_thread(addr: SocketAddr, size: usize, plan: Plan) -> io::Result<ThreadOut
             }
             next_sock = (next_sock + 1) % socks.len();
         }
-        run::wait(
-            &mut poll,
-            &mut events,
-            &clock,
-            &sched,
-            &plan,
-            stop_at,
-            next_tick,
-        )?;
-        for ev in events.iter() {
+        let wake = run::next_wake(&sched, &plan, stop_at, next_tick);
+        sleeper.wait(&mut poll, &mut events, &clock, wake)?;
+        for ev in events.iter().filter(|e| e.token() != run::ALARM) {
             let s = &socks[ev.token().0];
             loop {
                 match s.recv(&mut inb) {
@@ -241,17 +235,7 @@ fn run_thread(addr: SocketAddr, size: usize, plan: Plan) -> io::Result<ThreadOut
         }
     }
     let end = clock.now();
-    Ok(ThreadOut {
-        rec,
-        cpu_ns: super::procstat::thread_sched()
-            .0
-            .saturating_sub(cpu_from.unwrap_or_default().0),
-        wait_ns: super::procstat::thread_sched()
-            .1
-            .saturating_sub(cpu_from.unwrap_or_default().1),
-        stop_at: stop_at.min(end),
-        end_at: end,
-    })
+    Ok(ThreadOut::new(rec, cpu_from, &sleeper, stop_at, end))
 }
 
 /// Checks an echoed datagram against what we send: Some((seq, intended,
