@@ -119,9 +119,29 @@ pub struct HttpArgs {
     /// Requests in flight per connection (HTTP/1.1 pipelining)
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub depth: usize,
+    /// Add a request header, e.g. -H 'User-Agent: x' (repeatable; the
+    /// request is otherwise the smallest HTTP/1.1 allows: GET, Host)
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<String>,
     /// Shared flags.
     #[command(flatten)]
     pub common: Common,
+}
+
+/// A `-H` header: `Name: value`, the name a token (RFC 9110), no CR or
+/// LF anywhere (they would let one flag smuggle a second request).
+fn parse_header(s: &str) -> Result<String, String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("'{s}': a header is NAME: VALUE"))?;
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(format!("'{name}': not a header name"));
+    }
+    if value.contains(['\r', '\n']) {
+        return Err("a header value cannot hold CR or LF".into());
+    }
+    Ok(format!("{name}: {}", value.trim()))
 }
 
 /// `reactor bench udp`.
@@ -211,4 +231,27 @@ pub fn parse_percent(s: &str) -> Result<f64, String> {
         return Err(format!("'{s}': must be >= 0"));
     }
     Ok(v / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_header;
+
+    #[test]
+    fn headers_are_checked() {
+        assert_eq!(
+            parse_header("User-Agent:  x/1 ").unwrap(),
+            "User-Agent: x/1"
+        );
+        assert_eq!(parse_header("X-Empty:").unwrap(), "X-Empty: ");
+        for bad in [
+            "no colon",
+            ": v",
+            "Bad Name: v",
+            "X: a\r\nGET / HTTP/1.1",
+            "X: a\nb",
+        ] {
+            assert!(parse_header(bad).is_err(), "{bad:?}");
+        }
+    }
 }

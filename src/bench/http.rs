@@ -61,15 +61,20 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
     })
 }
 
-/// The request bytes for `url`.
-pub fn request(url: &Url, close: bool) -> Vec<u8> {
-    format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: reactor-bench\r\n{}\r\n",
-        url.path,
-        url.host,
-        if close { "Connection: close\r\n" } else { "" }
-    )
-    .into_bytes()
+/// The request bytes for `url`: the smallest GET HTTP/1.1 allows (the
+/// request line and Host, as wrk sends), then `headers` (each
+/// `Name: value`), then `Connection: close` if `close`.
+pub fn request(url: &Url, headers: &[String], close: bool) -> Vec<u8> {
+    let mut r = format!("GET {} HTTP/1.1\r\nHost: {}\r\n", url.path, url.host);
+    for h in headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    if close {
+        r.push_str("Connection: close\r\n");
+    }
+    r.push_str("\r\n");
+    r.into_bytes()
 }
 
 /// Where a parser is in the current response.
@@ -266,7 +271,7 @@ pub fn bench(a: &HttpArgs) -> Result<Report, BenchError> {
     let depth = if a.close { 1 } else { a.depth.max(1) };
     let spec = Spec {
         addr: url.addr,
-        request: request(&url, a.close),
+        request: request(&url, &a.headers, a.close),
         depth,
         per_conn: a.close,
         parser: HttpParser::default(),
@@ -278,7 +283,7 @@ pub fn bench(a: &HttpArgs) -> Result<Report, BenchError> {
         threads: c.threads.min(c.conns.max(1)),
     };
     let m = run::drive(setup, move |plan| driver::run_thread(spec.clone(), plan))?;
-    let config = json!({ "url": a.url, "close": a.close, "depth": depth });
+    let config = json!({ "url": a.url, "close": a.close, "depth": depth, "headers": a.headers });
     Ok(Report::new("http", a.url.clone(), config, c, c.conns, m))
 }
 
@@ -357,6 +362,20 @@ mod tests {
         p.feed(b"HTTP/1.0 200 OK\r\n\r\nabc", &mut |_| panic!("not yet"))
             .unwrap();
         assert_eq!(p.eof(), Some(Ok(())));
+    }
+
+    #[test]
+    fn request_bytes() {
+        let u = parse_url("http://127.0.0.1:7080/x").unwrap();
+        assert_eq!(
+            request(&u, &[], false),
+            b"GET /x HTTP/1.1\r\nHost: 127.0.0.1:7080\r\n\r\n"
+        );
+        let h = ["User-Agent: t".to_string(), "Accept: */*".to_string()];
+        assert_eq!(
+            request(&u, &h, true),
+            b"GET /x HTTP/1.1\r\nHost: 127.0.0.1:7080\r\nUser-Agent: t\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
     }
 
     #[test]
