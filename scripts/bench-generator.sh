@@ -26,9 +26,11 @@
 #
 # --quick: 2 pairs of 1 s (a smoke test, under a minute); --no-doc: print
 # the tables, leave docs/PERFORMANCE.md alone. Environment: ROUNDS [10],
-# SECS [4], PEERS_OUT [/tmp/reactor-peers], REACTOR_BIN (measure this
-# binary; else `cargo build --release` here), REACTOR_SRC (the checkout it
-# was built from, for the commit named in the doc), DOC.
+# SECS [4], ONLY (some of: echo1 echo16 nginx epoll_http; default all,
+# and only a run of all is written into the doc), PEERS_OUT
+# [/tmp/reactor-peers], REACTOR_BIN (measure this binary; else `cargo
+# build --release` here), REACTOR_SRC (the checkout it was built from, for
+# the commit named in the doc), DOC.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,21 +39,17 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(repo_root)
 cd "$root"
 
-quick=0 write_doc=1
-for a in "$@"; do
-  case $a in
-    --quick) quick=1 ;;
-    --no-doc) write_doc=0 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument $a (see --help)" ;;
-  esac
-done
+doc_flags "$@"
 if ((quick)); then
   ROUNDS=${ROUNDS:-2} SECS=${SECS:-1}
 else
   ROUNDS=${ROUNDS:-10} SECS=${SECS:-4}
 fi
 PEERS_OUT=${PEERS_OUT:-/tmp/reactor-peers} DOC=${DOC:-$root/docs/PERFORMANCE.md}
+ALL="echo1 echo16 nginx epoll_http" ONLY=${ONLY:-$ALL}
+for c in $ONLY; do [[ " $ALL " == *" $c "* ]] || die "ONLY: unknown comparison $c (of: $ALL)"; done
+# wanted NAME: the comparison NAME is to run.
+wanted() { [[ " $ONLY " == *" $1 "* ]]; }
 REACTOR_SRC=${REACTOR_SRC:-$root}
 [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || die "ROUNDS must be 1..99"
 [[ $SECS =~ ^[1-9][0-9]*$ ]] || die "SECS: whole seconds"
@@ -65,14 +63,7 @@ t_all=$SECONDS
 
 step_header "peers and tools"
 "$root/../shared/peers/build.sh" "$PEERS_OUT" >&2
-if [[ -n ${REACTOR_BIN:-} ]]; then
-  reactor=$REACTOR_BIN
-else
-  cargo build --release --quiet >&2
-  target=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-  reactor=$target/release/reactor
-fi
+reactor=$(reactor_bin)
 [[ -x $reactor ]] || die "missing $reactor"
 for t in wrk nginx taskset; do command -v "$t" >/dev/null || die "missing $t"; done
 step_done
@@ -107,31 +98,31 @@ secs_of() { awk -v t="$1" 'BEGIN { split(t, a, "m"); sub("s", "", a[2]); printf 
 # against the server of the current comparison; prints "rate gen_cpu_s
 # srv_cpu_s". Fails on any error the tool reports.
 run_one() {
-  local name=$1 srv=$2 secs=$3 out=$tmp/run.out s0 s1 rate t
+  local name=$1 srv=$2 secs=$3 runlog=$tmp/run.out s0 s1 rate t
   s0=$(cpu_ticks "$srv")
   # `times` in the subshell: its second line is the children's user and
   # system time, i.e. the generator's whole CPU time, every thread.
-  if ! (taskset -c 1 "${CMD[@]/@SECS@/$secs}" >"$out" 2>&1 && times >"$out.times"); then
-    log "$name failed:"; cat "$out" >&2; return 1
+  if ! (taskset -c 1 "${CMD[@]/@SECS@/$secs}" >"$runlog" 2>&1 && times >"$runlog.times"); then
+    log "$name failed:"; cat "$runlog" >&2; return 1
   fi
   s1=$(cpu_ticks "$srv")
   case $name in
     reactor)
-      rate=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-      grep -q '^Errors: 0$' "$out" || { log "reactor bench reported errors:"; cat "$out" >&2; return 1; }
-      if grep -q '^INVALID' "$out"; then echo "$name" >>"$tmp/invalid"; fi
+      rate=$(awk '/^Requests\/sec:/ {print $2}' "$runlog")
+      grep -q '^Errors: 0$' "$runlog" || { log "reactor bench reported errors:"; cat "$runlog" >&2; return 1; }
+      if grep -q '^INVALID' "$runlog"; then echo "$name" >>"$tmp/invalid"; fi
       ;;
     epoll_load)
-      rate=$(awk '/msgs\/s/ {print $1}' "$out" | tail -1)
-      grep -q 'corrupt_bytes=0' "$out" || { log "epoll_load saw corrupt bytes:"; cat "$out" >&2; return 1; }
+      rate=$(awk '/msgs\/s/ {print $1}' "$runlog" | tail -1)
+      grep -q 'corrupt_bytes=0' "$runlog" || { log "epoll_load saw corrupt bytes:"; cat "$runlog" >&2; return 1; }
       ;;
     wrk)
-      rate=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-      if grep -qE 'Socket errors|Non-2xx' "$out"; then log "wrk reported errors:"; cat "$out" >&2; return 1; fi
+      rate=$(awk '/^Requests\/sec:/ {print $2}' "$runlog")
+      if grep -qE 'Socket errors|Non-2xx' "$runlog"; then log "wrk reported errors:"; cat "$runlog" >&2; return 1; fi
       ;;
   esac
-  [[ -n $rate ]] || { log "$name printed no rate:"; cat "$out" >&2; return 1; }
-  t=$(sed -n 2p "$out.times") # line 1 is the subshell's own
+  [[ -n $rate ]] || { log "$name printed no rate:"; cat "$runlog" >&2; return 1; }
+  t=$(sed -n 2p "$runlog.times") # line 1 is the subshell's own
   # shellcheck disable=SC2086  # two words: user and system
   set -- $t
   awk -v r="$rate" -v u="$(secs_of "$1")" -v s="$(secs_of "$2")" -v k=$((s1 - s0)) \
@@ -201,10 +192,18 @@ set_cmd() {
 
 : >"$tmp/rounds.md"
 : >"$tmp/summary.md"
-KIND=echo TARGET=$p_echo DEPTH=1 compare "echo depth 1, vs epoll_load against epoll_echo" "$echo_pid" epoll_load
-KIND=echo TARGET=$p_echo DEPTH=16 compare "echo depth 16, vs epoll_load against epoll_echo" "$echo_pid" epoll_load
-KIND=http TARGET=$p_nginx compare "HTTP keep-alive, vs wrk -t1 against nginx" "$nginx_pid" wrk
-KIND=http TARGET=$p_http compare "HTTP keep-alive, vs wrk -t1 against epoll_http" "$http_pid" wrk
+if wanted echo1; then
+  KIND=echo TARGET=$p_echo DEPTH=1 compare "echo depth 1, vs epoll_load against epoll_echo" "$echo_pid" epoll_load
+fi
+if wanted echo16; then
+  KIND=echo TARGET=$p_echo DEPTH=16 compare "echo depth 16, vs epoll_load against epoll_echo" "$echo_pid" epoll_load
+fi
+if wanted nginx; then
+  KIND=http TARGET=$p_nginx compare "HTTP keep-alive, vs wrk -t1 against nginx" "$nginx_pid" wrk
+fi
+if wanted epoll_http; then
+  KIND=http TARGET=$p_http compare "HTTP keep-alive, vs wrk -t1 against epoll_http" "$http_pid" wrk
+fi
 
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 took=$((SECONDS - t_all))
@@ -225,7 +224,7 @@ took=$((SECONDS - t_all))
 
 printf '\n'
 cat "$tmp/section.md"
-if ((write_doc && !quick)); then
+if ((write_doc && !quick)) && [[ $ONLY == "$ALL" ]]; then
   doc_block "$DOC" bench-generator "$tmp/section.md"
   log "written into $DOC"
 fi

@@ -34,12 +34,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/reactor-timing.XXXXXX")
 # shellcheck disable=SC2016  # evaluated by the trap
 install_cleanup 'rm -rf "$tmp"'
 "$root/../shared/peers/build.sh" "$PEERS_OUT" >&2
-if [[ -n ${REACTOR_BIN:-} ]]; then
-  reactor=$REACTOR_BIN
-else
-  cargo build --release --quiet >&2
-  reactor=$root/target/release/reactor
-fi
+reactor=$(reactor_bin)
 [[ -x $reactor ]] || die "missing $reactor"
 [[ -z ${OLD_BIN:-} || -x $OLD_BIN ]] || die "OLD_BIN $OLD_BIN is not executable"
 

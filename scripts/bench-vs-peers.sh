@@ -37,15 +37,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(repo_root)
 cd "$root"
 
-quick=0 write_doc=1
-for a in "$@"; do
-  case $a in
-    --quick) quick=1 ;;
-    --no-doc) write_doc=0 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument $a (see --help)" ;;
-  esac
-done
+doc_flags "$@"
 if ((quick)); then
   ROUNDS=${ROUNDS:-2} SECS=${SECS:-1} H2_N=${H2_N:-50000} CR_SECS=${CR_SECS:-1}
   UDP_RATES=${UDP_RATES:-"50000 150000"} UDP_SECS=${UDP_SECS:-1} WARMUP=${WARMUP:-0}
@@ -78,14 +70,7 @@ if [[ ! -f $stream_so ]]; then
   service nginx stop >/dev/null 2>&1 || true
 fi
 [[ -f $stream_so ]] || die "missing $stream_so"
-if [[ -n ${REACTOR_BIN:-} ]]; then
-  reactor=$REACTOR_BIN
-else
-  cargo build --release --quiet >&2
-  target=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-  reactor=$target/release/reactor
-fi
+reactor=$(reactor_bin)
 [[ -x $reactor ]] || die "missing $reactor"
 # The accept-and-close client: C cycles in flight, each connect, FIN, read
 # to EOF, close; source addresses spread over 127.0.0.1-16 (the client

@@ -74,3 +74,32 @@ sysctl_desc() {
   all="${out[*]}"
   echo "${all//;/; }"
 }
+
+# reactor_bin: the reactor binary to measure: $REACTOR_BIN if set, else
+# `cargo build --release` here and the binary in cargo's target directory.
+reactor_bin() {
+  if [[ -n ${REACTOR_BIN:-} ]]; then
+    echo "$REACTOR_BIN"
+    return
+  fi
+  cargo build --release --quiet >&2
+  cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"] + "/release/reactor")'
+}
+
+# doc_flags ARGS...: the flags of the scripts that write into
+# docs/PERFORMANCE.md: sets quick (--quick) and write_doc (0 with
+# --no-doc); --help prints the script's header comment and exits.
+# shellcheck disable=SC2034  # quick, write_doc: read by the caller
+doc_flags() {
+  quick=0 write_doc=1
+  local a
+  for a in "$@"; do
+    case $a in
+      --quick) quick=1 ;;
+      --no-doc) write_doc=0 ;;
+      -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+      *) die "unknown argument $a (see --help)" ;;
+    esac
+  done
+}

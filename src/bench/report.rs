@@ -166,6 +166,12 @@ const PCTS: [(&str, f64); 6] = [
     ("max", 1.0),
 ];
 
+/// Fractions as whole percentages, space-separated: "97% 12%".
+fn percents(fs: &[f64]) -> String {
+    let v: Vec<String> = fs.iter().map(|f| format!("{:.0}%", f * 100.0)).collect();
+    v.join(" ")
+}
+
 /// `ns` as a short human duration.
 pub fn fmt_ns(ns: u64) -> String {
     let v = ns as f64;
@@ -307,33 +313,15 @@ pub fn summary(r: &Report) -> String {
         }
         let _ = writeln!(s);
     }
-    let busy: Vec<String> =
-        r.m.thread_busy
-            .iter()
-            .map(|b| format!("{:.0}%", b * 100.0))
-            .collect();
-    let wait: Vec<String> =
-        r.m.thread_wait
-            .iter()
-            .map(|w| format!("{:.0}%", w * 100.0))
-            .collect();
     let _ = write!(
         s,
         "Generator: CPU per thread {}; waiting for a CPU {}",
-        busy.join(" "),
-        wait.join(" ")
+        percents(&r.m.thread_busy),
+        percents(&r.m.thread_wait)
     );
     if r.m.thread_spin.iter().any(|&f| f >= 0.005) {
-        let spin: Vec<String> =
-            r.m.thread_spin
-                .iter()
-                .map(|f| format!("{:.0}%", f * 100.0))
-                .collect();
-        let _ = write!(
-            s,
-            "; spinning idle (not counted as busy) {}",
-            spin.join(" ")
-        );
+        let spin = percents(&r.m.thread_spin);
+        let _ = write!(s, "; spinning idle (not counted as busy) {spin}");
     }
     let _ = writeln!(s);
     for n in &r.notes {
