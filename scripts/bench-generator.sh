@@ -6,18 +6,23 @@
 #
 #   scripts/bench-generator.sh [--quick] [--no-doc]
 #
-# Four comparisons, each ROUNDS pairs of runs:
-#   1. echo, depth 1:  `reactor bench echo` vs `epoll_load`, against epoll_echo
-#   2. echo, depth 16: the same, 16 messages in flight per connection
-#   3. HTTP keep-alive: `reactor bench http` vs `wrk -t1`, against nginx
-#      (one worker, ../shared/peers/nginx.conf moved to a free port)
-#   4. HTTP keep-alive: the same, against epoll_http (a cheaper server, so
-#      the generator is more often the one that sets the pace)
-# 100 connections, 64-byte messages. The pairs go A B, B A, A B, ... (so
+# Six comparisons, each ROUNDS pairs of runs:
+#   echo1       `reactor bench echo` vs `epoll_load`, against epoll_echo
+#   echo16      the same, 16 messages in flight per connection
+#   nginx       HTTP keep-alive: `reactor bench http` vs `wrk -t1`, against
+#               nginx (one worker, ../shared/peers/nginx.conf on a free port)
+#   epoll_http  the same against epoll_http (a cheaper server, so the
+#               generator is more often the one that sets the pace)
+#   redis1      `reactor bench tcp --send 'PING\r\n' --expect '+PONG\r\n'`
+#               vs `redis-benchmark -t ping_inline` (one thread), against
+#               redis-server
+#   redis16     the same, 16 in flight (redis-benchmark -P 16)
+# 100 connections, 64-byte echo messages. The pairs go A B, B A, A B, ... (so
 # neither tool always runs first, on a server just warmed by the other),
 # after one discarded warm-up run of each. Every run records, besides the
-# tool's own rate, the CPU time of the generator (its children's times,
-# from the shell's `times`) and of the server (/proc/PID/stat); the table
+# tool's own rate, its wall time, the CPU time of the generator (its
+# children's times, from the shell's `times`) and of the server
+# (/proc/PID/stat); requests are rate x wall time; the table
 # gives the median of the per-pair ratios (reactor bench / other tool) of
 # throughput, of requests per generator CPU-second and of requests per
 # server CPU-second, with the throughput ratios' range and how many pairs
@@ -26,7 +31,7 @@
 #
 # --quick: 2 pairs of 1 s (a smoke test, under a minute); --no-doc: print
 # the tables, leave docs/PERFORMANCE.md alone. Environment: ROUNDS [10],
-# SECS [4], ONLY (some of: echo1 echo16 nginx epoll_http; default all,
+# SECS [4], ONLY (some of the names above; default all,
 # and only a run of all is written into the doc), PEERS_OUT
 # [/tmp/reactor-peers], REACTOR_BIN (measure this binary; else `cargo
 # build --release` here), REACTOR_SRC (the checkout it was built from, for
@@ -46,7 +51,7 @@ else
   ROUNDS=${ROUNDS:-10} SECS=${SECS:-4}
 fi
 PEERS_OUT=${PEERS_OUT:-/tmp/reactor-peers} DOC=${DOC:-$root/docs/PERFORMANCE.md}
-ALL="echo1 echo16 nginx epoll_http" ONLY=${ONLY:-$ALL}
+ALL="echo1 echo16 nginx epoll_http redis1 redis16" ONLY=${ONLY:-$ALL}
 for c in $ONLY; do [[ " $ALL " == *" $c "* ]] || die "ONLY: unknown comparison $c (of: $ALL)"; done
 # wanted NAME: the comparison NAME is to run.
 wanted() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -65,12 +70,12 @@ step_header "peers and tools"
 "$root/../shared/peers/build.sh" "$PEERS_OUT" >&2
 reactor=$(reactor_bin)
 [[ -x $reactor ]] || die "missing $reactor"
-for t in wrk nginx taskset; do command -v "$t" >/dev/null || die "missing $t"; done
+for t in wrk nginx redis-server redis-benchmark taskset; do command -v "$t" >/dev/null || die "missing $t"; done
 step_done
 
-mapfile -t ports < <(free_ports 3)
-((${#ports[@]} == 3)) || die "could not pick free ports"
-p_echo=${ports[0]} p_http=${ports[1]} p_nginx=${ports[2]}
+mapfile -t ports < <(free_ports 4)
+((${#ports[@]} == 4)) || die "could not pick free ports"
+p_echo=${ports[0]} p_http=${ports[1]} p_nginx=${ports[2]} p_redis=${ports[3]}
 mkdir -p "$tmp/ng/logs"
 sed "s/listen 127.0.0.1:7080 /listen 127.0.0.1:$p_nginx /" "$root/../shared/peers/nginx.conf" >"$tmp/ng/nginx.conf"
 grep -q "listen 127.0.0.1:$p_nginx " "$tmp/ng/nginx.conf" || die "could not set nginx's port"
@@ -80,9 +85,13 @@ spawn "$tmp/epoll_http.log" taskset -c 0 "$PEERS_OUT/epoll_http" "$p_http"
 http_pid=$SPAWNED
 spawn "$tmp/nginx.log" taskset -c 0 nginx -p "$tmp/ng" -c "$tmp/ng/nginx.conf"
 nginx_master=$SPAWNED
+spawn "$tmp/redis.log" taskset -c 0 redis-server --port "$p_redis" --bind 127.0.0.1 \
+  --save '' --appendonly no --dir "$tmp"
+redis_pid=$SPAWNED
 wait_tcp "$p_echo" "$echo_pid" 5 || die "epoll_echo does not accept"
 wait_tcp "$p_http" "$http_pid" 5 || die "epoll_http does not accept"
 wait_tcp "$p_nginx" "$nginx_master" 5 || die "nginx does not accept"
+wait_tcp "$p_redis" "$redis_pid" 5 || die "redis-server does not accept"
 # The worker answers (one worker: the master's only child).
 nginx_pid=$(pgrep -P "$nginx_master" | head -1)
 [[ -n $nginx_pid ]] || die "no nginx worker"
@@ -94,17 +103,21 @@ load0=$(cut -d' ' -f1-3 /proc/loadavg)
 # secs_of 0m1.230s: seconds as a decimal.
 secs_of() { awk -v t="$1" 'BEGIN { split(t, a, "m"); sub("s", "", a[2]); printf "%.3f", a[1] * 60 + a[2] }'; }
 
-# run_one NAME SERVER_PID SECS: runs generator NAME (see gen_cmd) on core 1
+# run_one NAME SERVER_PID SECS: runs generator NAME (see set_cmd) on core 1
 # against the server of the current comparison; prints "rate gen_cpu_s
-# srv_cpu_s". Fails on any error the tool reports.
+# srv_cpu_s wall_s". Fails on any error the tool reports.
 run_one() {
-  local name=$1 srv=$2 secs=$3 runlog=$tmp/run.out s0 s1 rate t
+  local name=$1 srv=$2 secs=$3 runlog=$tmp/run.out s0 s1 rate t t0 t1
   s0=$(cpu_ticks "$srv")
+  t0=$(date +%s.%N)
   # `times` in the subshell: its second line is the children's user and
   # system time, i.e. the generator's whole CPU time, every thread.
-  if ! (taskset -c 1 "${CMD[@]/@SECS@/$secs}" >"$runlog" 2>&1 && times >"$runlog.times"); then
+  local -a cmd=("${CMD[@]/@SECS@/$secs}")
+  cmd=("${cmd[@]/@COUNT@/$((secs * COUNT_PER_SEC))}")
+  if ! (taskset -c 1 "${cmd[@]}" >"$runlog" 2>&1 && times >"$runlog.times"); then
     log "$name failed:"; cat "$runlog" >&2; return 1
   fi
+  t1=$(date +%s.%N)
   s1=$(cpu_ticks "$srv")
   case $name in
     reactor)
@@ -120,20 +133,25 @@ run_one() {
       rate=$(awk '/^Requests\/sec:/ {print $2}' "$runlog")
       if grep -qE 'Socket errors|Non-2xx' "$runlog"; then log "wrk reported errors:"; cat "$runlog" >&2; return 1; fi
       ;;
+    redis-benchmark)
+      # -q prints a progress line per second, \r-separated, then the result.
+      rate=$(tr '\r' '\n' <"$runlog" | awk '/requests per second/ {print $2}' | tail -1)
+      ;;
   esac
   [[ -n $rate ]] || { log "$name printed no rate:"; cat "$runlog" >&2; return 1; }
   t=$(sed -n 2p "$runlog.times") # line 1 is the subshell's own
   # shellcheck disable=SC2086  # two words: user and system
   set -- $t
   awk -v r="$rate" -v u="$(secs_of "$1")" -v s="$(secs_of "$2")" -v k=$((s1 - s0)) \
-    'BEGIN { printf "%.0f %.3f %.2f\n", r, u + s, k / 100 }'
+    -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" \
+    'BEGIN { printf "%.0f %.3f %.2f %.3f\n", r, u + s, k / 100, w }'
 }
 
 # compare TITLE SERVER_PID OTHER: ROUNDS pairs of reactor bench (REACTOR
 # command) and OTHER (OTHER command); appends the rounds and a summary.
 compare() {
-  local title=$1 srv=$2 other=$3 i first second a b ra rb
-  local r_rate r_gen r_srv o_rate o_gen o_srv
+  local title=$1 srv=$2 other=$3 i first second a b ra rb t g v
+  local r_rate r_gen r_srv r_wall o_rate o_gen o_srv o_wall
   local -a thr=() gen=() srvr=()
   step_header "$title"
   for name in reactor "$other"; do # warm-up, discarded
@@ -155,17 +173,17 @@ compare() {
     set_cmd "$second"
     b=$(run_one "$second" "$srv" "$SECS")
     if [[ $first == reactor ]]; then ra=$a rb=$b; else ra=$b rb=$a; fi
-    # shellcheck disable=SC2086  # "rate gen_cpu srv_cpu"
-    read -r r_rate r_gen r_srv <<<"$ra"
-    read -r o_rate o_gen o_srv <<<"$rb"
-    thr+=("$(awk -v a="$r_rate" -v b="$o_rate" 'BEGIN {printf "%.4f", a / b}')")
-    gen+=("$(awk -v a="$r_rate" -v ag="$r_gen" -v b="$o_rate" -v bg="$o_gen" 'BEGIN {printf "%.4f", (a / ag) / (b / bg)}')")
-    srvr+=("$(awk -v a="$r_rate" -v as="$r_srv" -v b="$o_rate" -v bs="$o_srv" 'BEGIN {printf "%.4f", (a / as) / (b / bs)}')")
-    printf '| %d | %s | %s | %s | %.2f | %.0f%% | %.0f%% | %.0f%% / %.0f%% |\n' "$i" "$first" \
-      "$r_rate" "$o_rate" "${thr[-1]}" "$(awk -v c="$r_gen" -v s="$SECS" 'BEGIN {print 100 * c / s}')" \
-      "$(awk -v c="$o_gen" -v s="$SECS" 'BEGIN {print 100 * c / s}')" \
-      "$(awk -v c="$r_srv" -v s="$SECS" 'BEGIN {print 100 * c / s}')" \
-      "$(awk -v c="$o_srv" -v s="$SECS" 'BEGIN {print 100 * c / s}')" >>"$tmp/rounds.md"
+    # Each run: "rate gen_cpu srv_cpu wall"; requests = rate x wall.
+    read -r r_rate r_gen r_srv r_wall <<<"$ra"
+    read -r o_rate o_gen o_srv o_wall <<<"$rb"
+    read -r t g v < <(awk -v a="$r_rate" -v ag="$r_gen" -v as="$r_srv" -v aw="$r_wall" \
+      -v b="$o_rate" -v bg="$o_gen" -v bs="$o_srv" -v bw="$o_wall" 'BEGIN {
+        printf "%.4f %.4f %.4f\n", a / b, (a * aw / ag) / (b * bw / bg), (a * aw / as) / (b * bw / bs) }')
+    thr+=("$t") gen+=("$g") srvr+=("$v")
+    awk -v i="$i" -v f="$first" -v a="$r_rate" -v b="$o_rate" -v t="$t" -v ag="$r_gen" -v aw="$r_wall" \
+      -v bg="$o_gen" -v bw="$o_wall" -v as="$r_srv" -v bs="$o_srv" 'BEGIN {
+        printf "| %d | %s | %.0f | %.0f | %.2f | %.0f%% | %.0f%% | %.0f%% / %.0f%% |\n",
+          i, f, a, b, t, 100 * ag / aw, 100 * bg / bw, 100 * as / aw, 100 * bs / bw }' >>"$tmp/rounds.md"
     log "$title, pair $i: reactor bench $r_rate, $other $o_rate"
   done
   local won lo hi
@@ -179,13 +197,22 @@ compare() {
 }
 
 # set_cmd NAME: the command line of generator NAME for the current
-# comparison (globals TARGET, DEPTH, KIND), @SECS@ standing for the seconds.
+# comparison (globals TARGET, DEPTH, KIND), @SECS@ standing for the
+# seconds, @COUNT@ for a request count of about that long (COUNT_PER_SEC
+# per second, set here).
 set_cmd() {
+  COUNT_PER_SEC=0
   case $1:$KIND in
     reactor:echo) CMD=("$reactor" bench echo "127.0.0.1:$TARGET" -c 100 --size 64 --depth "$DEPTH" -d @SECS@ -q) ;;
     epoll_load:echo) CMD=("$PEERS_OUT/epoll_load" 127.0.0.1 "$TARGET" -c 100 -l 64 -d "$DEPTH" -t @SECS@) ;;
     reactor:http) CMD=("$reactor" bench http "http://127.0.0.1:$TARGET/" -c 100 -d @SECS@ -q) ;;
     wrk:http) CMD=(wrk -t1 -c100 -d@SECS@s "http://127.0.0.1:$TARGET/") ;;
+    reactor:redis) CMD=("$reactor" bench tcp "127.0.0.1:$TARGET" --send 'PING\r\n' --expect '+PONG\r\n'
+      -c 100 --depth "$DEPTH" -d @SECS@ -q) ;;
+    # redis-benchmark runs a count, not a time: about SECS seconds' worth.
+    redis-benchmark:redis) CMD=(redis-benchmark -p "$TARGET" -t ping_inline -c 100 -P "$DEPTH"
+      -n @COUNT@ -q)
+      COUNT_PER_SEC=$((DEPTH > 1 ? 800000 : 100000)) ;;
     *) die "no command for $1 ($KIND)" ;;
   esac
 }
@@ -204,6 +231,12 @@ fi
 if wanted epoll_http; then
   KIND=http TARGET=$p_http compare "HTTP keep-alive, vs wrk -t1 against epoll_http" "$http_pid" wrk
 fi
+if wanted redis1; then
+  KIND=redis TARGET=$p_redis DEPTH=1 compare "redis PING, vs redis-benchmark -P 1 against redis-server" "$redis_pid" redis-benchmark
+fi
+if wanted redis16; then
+  KIND=redis TARGET=$p_redis DEPTH=16 compare "redis PING, 16 in flight, vs redis-benchmark -P 16 against redis-server" "$redis_pid" redis-benchmark
+fi
 
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 took=$((SECONDS - t_all))
@@ -218,7 +251,7 @@ took=$((SECONDS - t_all))
   echo "| --- | --- | --- | --- | --- | --- | --- |"
   cat "$tmp/summary.md"
   echo
-  echo "Every pair (gen CPU: the generator's CPU time over the run's seconds; server CPU likewise):"
+  echo "Every pair (gen CPU: the generator's CPU time over the run's wall time; server CPU likewise):"
   cat "$tmp/rounds.md"
 } >"$tmp/section.md"
 

@@ -30,6 +30,7 @@ fn bench(args: &[&str]) -> Report {
     use reactor::bench::{chat, connect, echo, http, idle, udp};
     let r = match parse(args) {
         BenchCommand::Echo(a) => echo::bench(&a),
+        BenchCommand::Tcp(a) => echo::bench_tcp(&a),
         BenchCommand::Http(a) => http::bench(&a),
         BenchCommand::Udp(a) => udp::bench(&a),
         BenchCommand::Chat(a) => chat::bench(&a),
@@ -82,6 +83,27 @@ fn dropping(mut s: TcpStream) {
     let _ = s.read(&mut buf);
 }
 
+/// A redis-like PING server: `+PONG\r\n` for every `\n` read (so
+/// pipelined requests get one answer each); `+PANG` for every tenth when
+/// `wrong`.
+fn pong(mut s: TcpStream, wrong: bool) {
+    let (mut buf, mut n) = ([0u8; 4096], 0u64);
+    while let Ok(k @ 1..) = s.read(&mut buf) {
+        let mut out = Vec::new();
+        for _ in buf[..k].iter().filter(|&&b| b == b'\n') {
+            n += 1;
+            out.extend_from_slice(if wrong && n % 10 == 0 {
+                b"+PANG\r\n"
+            } else {
+                b"+PONG\r\n"
+            });
+        }
+        if s.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
 /// Starts our own server with `cfg`; returns it running and its handle.
 fn own(cfg: Config) -> (reactor::Handle, Server) {
     let server = Server::bind(cfg).expect("bind");
@@ -93,6 +115,40 @@ fn corrupted_bytes_are_verify_errors() {
     let addr = serve(corrupting).to_string();
     let r = bench(&["echo", &addr, "-c", "4", "-d", "0.5", "-q"]);
     assert!(r.m.rec.errors.get(Kind::Verify) > 0, "{:?}", r.m.rec.errors);
+}
+
+#[test]
+fn tcp_fixed_request_and_answer() {
+    let good = serve(|s| pong(s, false)).to_string();
+    let flags = [
+        "--send",
+        "PING\\r\\n",
+        "--expect",
+        "+PONG\\r\\n",
+        "-c",
+        "3",
+        "-n",
+        "600",
+        "-q",
+    ];
+    for depth in ["1", "8"] {
+        let mut args = vec!["tcp", &good, "--depth", depth];
+        args.extend_from_slice(&flags);
+        let r = bench(&args);
+        assert_eq!(r.m.rec.requests, 600, "depth {depth}");
+        assert_eq!(r.m.rec.errors.total(), 0, "depth {depth}");
+        // Each request's bytes went out whole: 600 of PING\r\n.
+        assert_eq!(r.m.rec.bytes_out, 600 * 6, "depth {depth}");
+    }
+    let bad = serve(|s| pong(s, true)).to_string();
+    let mut args = vec!["tcp", &bad];
+    args.extend_from_slice(&flags);
+    let r = bench(&args);
+    let verify = r.m.rec.errors.get(Kind::Verify);
+    assert!(
+        (50..=70).contains(&verify),
+        "one answer in ten is wrong: {verify} of 600"
+    );
 }
 
 #[test]

@@ -24,6 +24,8 @@ pub enum BenchCommand {
     Echo(EchoArgs),
     /// HTTP/1.1 GET: keep-alive (or --close), pipelining; status and length checked.
     Http(HttpArgs),
+    /// A fixed request and a fixed answer (redis PING, a line protocol): every answer byte checked.
+    Tcp(TcpArgs),
     /// UDP echo at a fixed rate: loss, reordering and duplicates by sequence number.
     Udp(UdpArgs),
     /// Line chat: K members, S senders; fan-out latency, loss and order per receiver.
@@ -106,6 +108,63 @@ pub struct EchoArgs {
     /// Shared flags.
     #[command(flatten)]
     pub common: Common,
+}
+
+/// `reactor bench tcp`.
+#[derive(Debug, Args)]
+pub struct TcpArgs {
+    /// Server address, e.g. 127.0.0.1:6379
+    pub addr: SocketAddr,
+    /// The request's bytes, with escapes \r \n \t \\ \xNN (e.g. 'PING\r\n')
+    #[arg(long, value_name = "BYTES", value_parser = parse_escaped)]
+    pub send: Bytes,
+    /// The answer every request must get, same escapes (e.g. '+PONG\r\n')
+    #[arg(long, value_name = "BYTES", value_parser = parse_escaped)]
+    pub expect: Bytes,
+    /// Requests in flight per connection (pipelining)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub depth: usize,
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Bytes given on the command line (a newtype: clap would take a
+/// `Vec<u8>` for many values).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bytes(pub Vec<u8>);
+
+/// Decodes `\r \n \t \0 \\ \xNN` in `s`; anything else after a backslash,
+/// or an empty result, is an error.
+pub fn parse_escaped(s: &str) -> Result<Bytes, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut it = s.bytes();
+    while let Some(b) = it.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        let e = it.next().ok_or("a lone \\ at the end")?;
+        out.push(match e {
+            b'r' => b'\r',
+            b'n' => b'\n',
+            b't' => b'\t',
+            b'0' => 0,
+            b'\\' => b'\\',
+            b'x' => {
+                let hex = [it.next().unwrap_or(0), it.next().unwrap_or(0)];
+                std::str::from_utf8(&hex)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or("\\x takes two hex digits")?
+            }
+            other => return Err(format!("unknown escape \\{}", other as char)),
+        });
+    }
+    if out.is_empty() {
+        return Err("no bytes".into());
+    }
+    Ok(Bytes(out))
 }
 
 /// `reactor bench http`.
@@ -236,6 +295,19 @@ pub fn parse_percent(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::parse_header;
+
+    #[test]
+    fn escapes() {
+        use super::{Bytes, parse_escaped};
+        assert_eq!(parse_escaped("PING\\r\\n"), Ok(Bytes(b"PING\r\n".to_vec())));
+        assert_eq!(
+            parse_escaped("a\\x00\\xfF\\\\\\t"),
+            Ok(Bytes(b"a\0\xff\\\t".to_vec()))
+        );
+        for bad in ["", "x\\", "\\q", "\\x4", "\\xzz"] {
+            assert!(parse_escaped(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn headers_are_checked() {

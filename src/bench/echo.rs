@@ -1,12 +1,14 @@
 //! `reactor bench echo`: fixed-size messages; every byte that comes back
 //! is compared with what was sent, straight from the read buffer (no copy),
-//! across however the stream was split into reads.
+//! across however the stream was split into reads. `reactor bench tcp`:
+//! the same with a request and an expected answer of the user's (a redis
+//! `PING` and its `+PONG`, say).
 
 use serde_json::json;
 
 use super::BenchError;
 use super::Kind;
-use super::cli::EchoArgs;
+use super::cli::{EchoArgs, TcpArgs};
 use super::driver::{self, Parser, Spec};
 use super::report::Report;
 use super::run::{self, Setup};
@@ -21,10 +23,10 @@ pub fn payload(size: usize) -> Vec<u8> {
     p
 }
 
-/// Verifies an echo stream against the repeated message.
+/// Verifies a stream of identical answers (echo: the message itself).
 #[derive(Clone, Debug)]
 pub struct EchoParser {
-    /// The message every request sends.
+    /// The answer every request gets.
     msg: std::sync::Arc<[u8]>,
     /// Offset within the current message.
     pos: usize,
@@ -33,7 +35,7 @@ pub struct EchoParser {
 }
 
 impl EchoParser {
-    /// A parser for echoes of `msg`.
+    /// A parser for answers that are each `msg`.
     pub fn new(msg: &[u8]) -> EchoParser {
         EchoParser {
             msg: msg.into(),
@@ -94,24 +96,56 @@ pub fn bench(a: &EchoArgs) -> Result<Report, BenchError> {
         return Err(BenchError("--size must be at least 1".into()));
     }
     let msg = payload(a.size);
+    let config = json!({ "size": a.size, "depth": a.depth.max(1) });
+    fixed(
+        "echo",
+        a.addr,
+        msg.clone(),
+        &msg,
+        a.depth,
+        &a.common,
+        config,
+    )
+}
+
+/// Runs the fixed request/answer workload.
+pub fn bench_tcp(a: &TcpArgs) -> Result<Report, BenchError> {
+    let config = json!({
+        "send": String::from_utf8_lossy(&a.send.0),
+        "expect": String::from_utf8_lossy(&a.expect.0),
+        "depth": a.depth.max(1),
+    });
+    let (send, expect) = (a.send.0.clone(), &a.expect.0);
+    fixed("tcp", a.addr, send, expect, a.depth, &a.common, config)
+}
+
+/// Drives `addr` with `request`, `depth` in flight per connection, each
+/// answer checked against `answer`; reports as `workload`.
+fn fixed(
+    workload: &'static str,
+    addr: std::net::SocketAddr,
+    request: Vec<u8>,
+    answer: &[u8],
+    depth: usize,
+    c: &super::cli::Common,
+    config: serde_json::Value,
+) -> Result<Report, BenchError> {
     let spec = Spec {
-        addr: a.addr,
-        parser: EchoParser::new(&msg),
-        request: msg,
-        depth: a.depth.max(1),
+        addr,
+        parser: EchoParser::new(answer),
+        request,
+        depth: depth.max(1),
         per_conn: false,
     };
-    let c = &a.common;
     let setup = Setup {
         common: c,
         conns: c.conns,
         threads: c.threads.min(c.conns.max(1)),
     };
     let m = run::drive(setup, move |plan| driver::run_thread(spec.clone(), plan))?;
-    let config = json!({ "size": a.size, "depth": a.depth.max(1) });
     Ok(Report::new(
-        "echo",
-        a.addr.to_string(),
+        workload,
+        addr.to_string(),
         config,
         c,
         c.conns,

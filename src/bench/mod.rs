@@ -105,6 +105,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome, BenchError> {
     match args.command {
         BenchCommand::Echo(a) => run::finish(echo::bench(&a)?, &a.common),
         BenchCommand::Http(a) => run::finish(http::bench(&a)?, &a.common),
+        BenchCommand::Tcp(a) => run::finish(echo::bench_tcp(&a)?, &a.common),
         BenchCommand::Connect(a) => run::finish(connect::bench(&a)?, &a.common),
         BenchCommand::Udp(a) => run::finish(udp::bench(&a)?, &a.common),
         BenchCommand::Chat(a) => run::finish(chat::bench(&a)?, &a.common),
