@@ -30,7 +30,7 @@ pub enum Command {
     /// flag, only the named services run.
     Serve(Box<ServeArgs>),
     /// Drive a server with load and report throughput and latency honestly.
-    Bench(crate::bench::cli::BenchArgs),
+    Bench(Box<crate::bench::cli::BenchArgs>),
     /// Write a self-signed certificate and key for localhost and 127.0.0.1
     /// (DIR/cert.pem, DIR/key.pem), for trying --https and --tls-echo.
     Cert(CertArgs),

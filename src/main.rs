@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(&args),
-        Command::Bench(args) => match reactor::bench::run(args) {
+        Command::Bench(args) => match reactor::bench::run(*args) {
             Ok(reactor::bench::Outcome::Done) => ExitCode::SUCCESS,
             Ok(reactor::bench::Outcome::Regression) => ExitCode::FAILURE,
             Err(e) => {
