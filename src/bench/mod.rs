@@ -3,12 +3,15 @@
 //! usual tools. See `docs/BENCH.md`.
 //!
 //! - `cli.rs`: the flags. `run` below dispatches on them.
-//! - `driver.rs`: the request/response loop over TCP (echo, http, connect):
-//!   closed or open loop, a FIFO of send times per connection.
-//! - `echo.rs`, `http.rs`, `connect.rs`: the response parsers it drives.
+//! - `driver.rs`: the request/response loop over TCP (echo, tcp, http,
+//!   connect): closed or open loop, a FIFO of send times per connection.
+//! - `echo.rs` (echo and tcp), `http.rs`, `connect.rs`: the response
+//!   parsers it drives.
 //! - `udp.rs`, `chat.rs`, `idle.rs`: workloads with loops of their own.
 //! - `record.rs`: histograms and counters, per thread, merged at the end.
-//! - `run.rs`: threads, the per-second series, the live ticker.
+//! - `run.rs`: threads, the per-second series, the live ticker, and the
+//!   `Sleeper` every loop waits in (a timerfd for sends on schedule,
+//!   spinning with `--busy-poll`).
 //! - `procstat.rs`: `/proc` sampling of the server and of ourselves.
 //! - `report.rs`: the summary, the JSON, `compare`; `plot.rs`: the SVG.
 //! - `net.rs`: non-blocking connect from a chosen source address.

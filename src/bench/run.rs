@@ -38,25 +38,32 @@ impl Clock {
 /// The token of a [`Sleeper`]'s timer in the poll set; loops skip it.
 pub const ALARM: mio::Token = mio::Token(usize::MAX);
 
-/// Below this, a wait spins (a zero-timeout poll) instead of sleeping: a
-/// sleep and a wake-up cost more than they would save.
-const SPIN_NS: u64 = 20_000;
+/// How long a wait spins (zero-timeout polls) before it sleeps. A sleep
+/// and a wake-up cost tens of microseconds of CPU here, the waker's too:
+/// a server whose answer must wake a sleeping generator pays for that
+/// wake-up on its own core (5-7% of nginx's throughput, measured; see
+/// docs/BENCH.md). An event within this time costs neither.
+const SPIN_NS: u64 = 50_000;
 
-/// Sleeping in `poll` until a deadline, to the microsecond when it counts.
+/// Waiting in `poll` until an event or a deadline, to the microsecond
+/// when it counts.
 ///
-/// `epoll_wait` takes its timeout in whole milliseconds (mio rounds up),
-/// so a loop that sleeps until its next scheduled send wakes up to 1 ms
-/// late, and in an open loop that lateness is latency: it counts from the
-/// intended time. A precise sleeper keeps a timerfd in the same poll set,
-/// armed for the deadline, which wakes the loop within microseconds; the
-/// millisecond timeout stays as the fallback. A closed loop has no
-/// schedule to keep and sleeps on the timeout alone.
+/// First it spins for up to [`SPIN_NS`]: at load the next event is
+/// usually that close, and catching it awake spares both sides a wake-up.
+/// Then it sleeps. `epoll_wait` takes its timeout in whole milliseconds
+/// (mio rounds up), so a loop that slept on it until its next scheduled
+/// send woke up to 1 ms late, and in an open loop that lateness is
+/// latency: it counts from the intended time. A precise sleeper keeps a
+/// timerfd in the same poll set, armed for the deadline, which wakes the
+/// loop within microseconds; the millisecond timeout stays as the
+/// fallback. A closed loop has no schedule to keep and sleeps on the
+/// timeout alone.
 ///
 /// Waking itself takes time (tens of microseconds on a VM), and a
 /// response that arrives while the loop sleeps is read that much late,
-/// so service times include it. With `--busy-poll` the loop never sleeps:
-/// every poll has a zero timeout. Polls that spin and find nothing are
-/// timed, so the verdict can tell idle spinning from work.
+/// so service times include it. With `--busy-poll` the loop never sleeps.
+/// Time spent spinning is measured, so the verdict can tell idle spinning
+/// from work.
 #[derive(Debug)]
 pub struct Sleeper {
     /// The timerfd (precise sleepers only).
@@ -110,9 +117,10 @@ impl Sleeper {
         })
     }
 
-    /// Polls for events, waking by `deadline` (ns on `clock`) at the
-    /// latest. `EINTR` is not an error. The timer is never read: the
+    /// Polls for events, returning by `deadline` (ns on `clock`) at the
+    /// latest: spins, then sleeps. The timer is never read: the
     /// registration is edge-triggered, and each expiry is a new edge.
+    /// Events may be empty (a deadline, a signal, a stale timer).
     pub fn wait(
         &mut self,
         poll: &mut mio::Poll,
@@ -120,29 +128,52 @@ impl Sleeper {
         clock: &Clock,
         deadline: u64,
     ) -> io::Result<()> {
-        let now = clock.now();
-        let left = deadline.saturating_sub(now);
-        let timeout = match &self.timer {
-            _ if self.busy => Duration::ZERO,
-            Some(_) if left <= SPIN_NS => Duration::ZERO,
-            Some(t) => {
-                if self.armed != deadline {
-                    t.set(left)?;
-                    self.armed = deadline;
-                }
-                Duration::from_nanos(left)
-            }
-            None => Duration::from_nanos(left),
+        // Spin: at least one zero-timeout poll (a deadline already past
+        // still takes the events that are ready), more until an event,
+        // the deadline or SPIN_NS; the busy poller stops after one.
+        let start = clock.now();
+        let spin_until = if self.busy {
+            start
+        } else {
+            deadline.min(start.saturating_add(SPIN_NS))
         };
-        match poll.poll(events, Some(timeout)) {
-            Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
-            _ => {}
+        let mut now = start;
+        loop {
+            let before = now;
+            poll_once(poll, events, Duration::ZERO)?;
+            now = clock.now();
+            if !events.is_empty() {
+                return Ok(());
+            }
+            self.spun(before, now);
+            if now >= spin_until {
+                break;
+            }
         }
-        if timeout.is_zero() && events.is_empty() {
-            let end = clock.now();
-            self.spun_ns += end.saturating_sub(now.max(self.from));
+        if self.busy || now >= deadline {
+            return Ok(());
         }
-        Ok(())
+        let left = deadline - now;
+        if let Some(t) = &self.timer
+            && self.armed != deadline
+        {
+            t.set(left)?;
+            self.armed = deadline;
+        }
+        poll_once(poll, events, Duration::from_nanos(left))
+    }
+
+    /// Counts `from..to` as spinning, the part after the warmup.
+    fn spun(&mut self, from: u64, to: u64) {
+        self.spun_ns += to.saturating_sub(from.max(self.from));
+    }
+}
+
+/// One `poll`; `EINTR` is not an error (the events are then empty).
+fn poll_once(poll: &mut mio::Poll, events: &mut mio::Events, timeout: Duration) -> io::Result<()> {
+    match poll.poll(events, Some(timeout)) {
+        Err(e) if e.kind() != io::ErrorKind::Interrupted => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -621,17 +652,15 @@ mod tests {
         let mut s = Sleeper::with(poll.registry(), true, false, 0).unwrap();
         // A deadline 2.5 ms away: the timer is armed for it; the poll's
         // millisecond timeout (3 ms, rounded up) is only the fallback.
-        let deadline = clock.now() + 2_500_000;
+        let t0 = clock.now();
+        let deadline = t0 + 2_500_000;
         let mut events = mio::Events::with_capacity(8);
         s.wait(&mut poll, &mut events, &clock, deadline).unwrap();
         let mut seen = events.iter().any(|e| e.token() == ALARM);
         // Whatever woke the first wait, the timer fires by the deadline.
         seen |= wait_until(&mut s, &mut poll, &clock, deadline + 50_000_000);
         assert!(seen, "no timer event");
-        assert_eq!(
-            s.spun_ns, 0,
-            "a sleeper with a timer sleeps, it does not spin"
-        );
+        assert!(s.spun_ns > 0 && s.spun_ns <= clock.now() - t0);
     }
 
     #[test]
@@ -659,8 +688,32 @@ mod tests {
         let mut poll = mio::Poll::new().unwrap();
         let clock = Clock::start();
         let mut s = Sleeper::with(poll.registry(), false, false, 0).unwrap();
-        let alarm = wait_until(&mut s, &mut poll, &clock, clock.now() + 2_000_000);
+        let t0 = clock.now();
+        let alarm = wait_until(&mut s, &mut poll, &clock, t0 + 2_000_000);
         assert!(!alarm);
-        assert_eq!(s.spun_ns, 0);
+        assert!(s.spun_ns > 0 && s.spun_ns <= clock.now() - t0);
+    }
+
+    #[test]
+    fn a_wait_returns_ready_events_at_once() {
+        // A readable socket: the first poll finds it, whether the deadline
+        // is far away or already past, and none of that is spinning.
+        let mut poll = mio::Poll::new().unwrap();
+        let clock = Clock::start();
+        let (a, mut b) = mio::net::UnixStream::pair().unwrap();
+        let mut events = mio::Events::with_capacity(8);
+        std::io::Write::write_all(&mut &a, b"x").unwrap();
+        for deadline in [u64::MAX, 0] {
+            // A fresh registration sees the readable edge again.
+            let _ = poll.registry().deregister(&mut b);
+            poll.registry()
+                .register(&mut b, mio::Token(7), mio::Interest::READABLE)
+                .unwrap();
+            let mut s = Sleeper::with(poll.registry(), false, false, 0).unwrap();
+            s.wait(&mut poll, &mut events, &clock, deadline).unwrap();
+            let seen = events.iter().any(|e| e.token() == mio::Token(7));
+            assert!(seen, "deadline {deadline}");
+            assert_eq!(s.spun_ns, 0);
+        }
     }
 }
