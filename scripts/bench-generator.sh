@@ -105,9 +105,11 @@ secs_of() { awk -v t="$1" 'BEGIN { split(t, a, "m"); sub("s", "", a[2]); printf 
 
 # run_one NAME SERVER_PID SECS: runs generator NAME (see set_cmd) on core 1
 # against the server of the current comparison; prints "rate gen_cpu_s
-# srv_cpu_s wall_s". Fails on any error the tool reports.
+# srv_cpu_s wall_s spin" (spin: the share of the run reactor bench says it
+# spent spinning idle; 0 for the others). Fails on any error the tool
+# reports.
 run_one() {
-  local name=$1 srv=$2 secs=$3 runlog=$tmp/run.out s0 s1 rate t t0 t1
+  local name=$1 srv=$2 secs=$3 runlog=$tmp/run.out s0 s1 rate t t0 t1 spin=0
   s0=$(cpu_ticks "$srv")
   t0=$(date +%s.%N)
   # `times` in the subshell: its second line is the children's user and
@@ -124,6 +126,8 @@ run_one() {
       rate=$(awk '/^Requests\/sec:/ {print $2}' "$runlog")
       grep -q '^Errors: 0$' "$runlog" || { log "reactor bench reported errors:"; cat "$runlog" >&2; return 1; }
       if grep -q '^INVALID' "$runlog"; then echo "$name" >>"$tmp/invalid"; fi
+      spin=$(awk -F'spinning idle \\(not counted as busy\\) ' '/^Generator:/ && NF > 1 {print $2 / 100}' "$runlog")
+      spin=${spin:-0}
       ;;
     epoll_load)
       rate=$(awk '/msgs\/s/ {print $1}' "$runlog" | tail -1)
@@ -143,16 +147,16 @@ run_one() {
   # shellcheck disable=SC2086  # two words: user and system
   set -- $t
   awk -v r="$rate" -v u="$(secs_of "$1")" -v s="$(secs_of "$2")" -v k=$((s1 - s0)) \
-    -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" \
-    'BEGIN { printf "%.0f %.3f %.2f %.3f\n", r, u + s, k / 100, w }'
+    -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" -v p="$spin" \
+    'BEGIN { printf "%.0f %.3f %.2f %.3f %.3f\n", r, u + s, k / 100, w, p }'
 }
 
 # compare TITLE SERVER_PID OTHER: ROUNDS pairs of reactor bench (REACTOR
 # command) and OTHER (OTHER command); appends the rounds and a summary.
 compare() {
-  local title=$1 srv=$2 other=$3 i first second a b ra rb t g v
-  local r_rate r_gen r_srv r_wall o_rate o_gen o_srv o_wall
-  local -a thr=() gen=() srvr=()
+  local title=$1 srv=$2 other=$3 i first second a b ra rb t g v w
+  local r_rate r_gen r_srv r_wall r_spin o_rate o_gen o_srv o_wall
+  local -a thr=() gen=() work=() srvr=()
   step_header "$title"
   for name in reactor "$other"; do # warm-up, discarded
     set_cmd "$name"
@@ -162,7 +166,7 @@ compare() {
     echo
     echo "**$title**"
     echo
-    echo "| pair | first | reactor bench req/s | $other req/s | ratio | reactor bench gen CPU | $other gen CPU | server CPU (reactor bench / $other) |"
+    echo "| pair | first | reactor bench req/s | $other req/s | ratio | reactor bench gen CPU (of it spinning idle) | $other gen CPU | server CPU (reactor bench / $other) |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
   } >>"$tmp/rounds.md"
   : >"$tmp/invalid"
@@ -173,25 +177,27 @@ compare() {
     set_cmd "$second"
     b=$(run_one "$second" "$srv" "$SECS")
     if [[ $first == reactor ]]; then ra=$a rb=$b; else ra=$b rb=$a; fi
-    # Each run: "rate gen_cpu srv_cpu wall"; requests = rate x wall.
-    read -r r_rate r_gen r_srv r_wall <<<"$ra"
-    read -r o_rate o_gen o_srv o_wall <<<"$rb"
-    read -r t g v < <(awk -v a="$r_rate" -v ag="$r_gen" -v as="$r_srv" -v aw="$r_wall" \
+    # Each run: "rate gen_cpu srv_cpu wall spin"; requests = rate x wall.
+    read -r r_rate r_gen r_srv r_wall r_spin <<<"$ra"
+    read -r o_rate o_gen o_srv o_wall _ <<<"$rb"
+    read -r t g w v < <(awk -v a="$r_rate" -v ag="$r_gen" -v as="$r_srv" -v aw="$r_wall" -v ap="$r_spin" \
       -v b="$o_rate" -v bg="$o_gen" -v bs="$o_srv" -v bw="$o_wall" 'BEGIN {
-        printf "%.4f %.4f %.4f\n", a / b, (a * aw / ag) / (b * bw / bg), (a * aw / as) / (b * bw / bs) }')
-    thr+=("$t") gen+=("$g") srvr+=("$v")
+        work = ag - ap * aw; if (work <= 0) work = ag
+        printf "%.4f %.4f %.4f %.4f\n", a / b, (a * aw / ag) / (b * bw / bg),
+          (a * aw / work) / (b * bw / bg), (a * aw / as) / (b * bw / bs) }')
+    thr+=("$t") gen+=("$g") work+=("$w") srvr+=("$v")
     awk -v i="$i" -v f="$first" -v a="$r_rate" -v b="$o_rate" -v t="$t" -v ag="$r_gen" -v aw="$r_wall" \
-      -v bg="$o_gen" -v bw="$o_wall" -v as="$r_srv" -v bs="$o_srv" 'BEGIN {
-        printf "| %d | %s | %.0f | %.0f | %.2f | %.0f%% | %.0f%% | %.0f%% / %.0f%% |\n",
-          i, f, a, b, t, 100 * ag / aw, 100 * bg / bw, 100 * as / aw, 100 * bs / bw }' >>"$tmp/rounds.md"
+      -v ap="$r_spin" -v bg="$o_gen" -v bw="$o_wall" -v as="$r_srv" -v bs="$o_srv" 'BEGIN {
+        printf "| %d | %s | %.0f | %.0f | %.2f | %.0f%% (%.0f%%) | %.0f%% | %.0f%% / %.0f%% |\n",
+          i, f, a, b, t, 100 * ag / aw, 100 * ap, 100 * bg / bw, 100 * as / aw, 100 * bs / bw }' >>"$tmp/rounds.md"
     log "$title, pair $i: reactor bench $r_rate, $other $o_rate"
   done
   local won lo hi
   won=$(printf '%s\n' "${thr[@]}" | awk '$1 >= 1 {n++} END {print n + 0}')
   lo=$(printf '%s\n' "${thr[@]}" | sort -g | head -1)
   hi=$(printf '%s\n' "${thr[@]}" | sort -g | tail -1)
-  printf '| %s | **%.2fx** | %.2f-%.2f | %d of %d | %.2fx | %.2fx | %d of %d |\n' "$title" \
-    "$(median "${thr[@]}")" "$lo" "$hi" "$won" "$ROUNDS" "$(median "${gen[@]}")" \
+  printf '| %s | **%.2fx** | %.2f-%.2f | %d of %d | %.2fx (%.2fx) | %.2fx | %d of %d |\n' "$title" \
+    "$(median "${thr[@]}")" "$lo" "$hi" "$won" "$ROUNDS" "$(median "${gen[@]}")" "$(median "${work[@]}")" \
     "$(median "${srvr[@]}")" "$(wc -l <"$tmp/invalid")" "$ROUNDS" >>"$tmp/summary.md"
   step_done
 }
@@ -245,9 +251,9 @@ took=$((SECONDS - t_all))
   echo
   echo "Generated; a rerun replaces this section. Machine: $machine; reactor at commit $src. Load average $load0 at the start, $load1 at the end. Took $((took / 60)) min $((took % 60)) s."
   echo "Servers on core 0, generators on core 1, one thread each, 100 connections (echo: 64-byte messages); $ROUNDS pairs of $SECS s per comparison, A B then B A alternately, after one discarded warm-up run of each; every run had 0 errors."
-  echo "Ratios are reactor bench / the other tool, medians over the pairs: of throughput, of requests per generator CPU-second (the generator's user+system time, all its threads), and of requests per server CPU-second. \"INVALID\" counts the runs in which reactor bench's verdict on itself was that its own core may have set the pace."
+  echo "Ratios are reactor bench / the other tool, medians over the pairs: of throughput, of requests per generator CPU-second (the generator's user+system time, all its threads; in parentheses with the time reactor bench spent spinning idle, up to 50 us before each sleep, left out), and of requests per server CPU-second. \"INVALID\" counts the runs in which reactor bench's verdict on itself was that its own core may have set the pace."
   echo
-  echo "| comparison | throughput ratio | pairs' range | pairs reactor bench >= | req per generator CPU-s | req per server CPU-s | reactor bench INVALID |"
+  echo "| comparison | throughput ratio | pairs' range | pairs reactor bench >= | req per generator CPU-s (spin left out) | req per server CPU-s | reactor bench INVALID |"
   echo "| --- | --- | --- | --- | --- | --- | --- |"
   cat "$tmp/summary.md"
   echo
