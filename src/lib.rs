@@ -34,7 +34,8 @@
 //! - `server.rs`: `Server` (bind, run) and `Handle` (stop, stats).
 //! - `config.rs`, `cli.rs`: what to serve and the limits; the flags.
 //! - `stats.rs`: the loop's counters. `error.rs`: the one error type.
-//! - `sys.rs`: the only `unsafe` code (rlimit calls).
+//! - `sys.rs`: the only `unsafe` code (rlimit calls, one socket option, a
+//!   timerfd for the load generator's precise wake-ups).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
