@@ -115,7 +115,7 @@ pub struct EchoArgs {
 pub struct TcpArgs {
     /// Server address, e.g. 127.0.0.1:6379
     pub addr: SocketAddr,
-    /// The request's bytes, with escapes \r \n \t \\ \xNN (e.g. 'PING\r\n')
+    /// The request's bytes, with escapes \r \n \t \0 \\ \xNN (e.g. 'PING\r\n')
     #[arg(long, value_name = "BYTES", value_parser = parse_escaped)]
     pub send: Bytes,
     /// The answer every request must get, same escapes (e.g. '+PONG\r\n')
