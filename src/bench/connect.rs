@@ -9,7 +9,6 @@ use super::Kind;
 use super::cli::ConnectArgs;
 use super::driver::{self, Parser, Spec};
 use super::report::Report;
-use super::run::{self, Setup};
 
 /// Counts greeting bytes; the EOF completes the cycle.
 #[derive(Clone, Debug, Default)]
@@ -50,12 +49,7 @@ pub fn bench(a: &ConnectArgs) -> Result<Report, BenchError> {
         parser: GreetParser::default(),
     };
     let c = &a.common;
-    let setup = Setup {
-        common: c,
-        conns: c.conns,
-        threads: c.threads.min(c.conns.max(1)),
-    };
-    let m = run::drive(setup, move |plan| driver::run_thread(spec.clone(), plan))?;
+    let m = driver::drive(spec, c)?;
     Ok(Report::new(
         "connect",
         a.addr.to_string(),

@@ -145,6 +145,20 @@ struct Driver<P> {
     rec: Recorder,
 }
 
+/// Runs `spec` on `--threads` loops, each with its share of the
+/// connections, and merges what they measured.
+pub fn drive<P: Parser + Clone + Send + Sync + 'static>(
+    spec: Spec<P>,
+    c: &super::cli::Common,
+) -> Result<run::Merged, super::BenchError> {
+    let setup = run::Setup {
+        common: c,
+        conns: c.conns,
+        threads: c.threads.min(c.conns.max(1)),
+    };
+    run::drive(setup, move |plan| run_thread(spec.clone(), plan))
+}
+
 /// Runs the request/response workload `spec` for this thread's `plan`.
 pub fn run_thread<P: Parser + Clone>(spec: Spec<P>, plan: Plan) -> io::Result<ThreadOut> {
     let mut d = Driver::new(spec, plan)?;

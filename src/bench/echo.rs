@@ -11,7 +11,6 @@ use super::Kind;
 use super::cli::{EchoArgs, TcpArgs};
 use super::driver::{self, Parser, Spec};
 use super::report::Report;
-use super::run::{self, Setup};
 
 /// The message: printable bytes, a newline at the end (so line-based
 /// echo servers work too), different at every offset within it.
@@ -137,12 +136,7 @@ fn fixed(
         depth: depth.max(1),
         per_conn: false,
     };
-    let setup = Setup {
-        common: c,
-        conns: c.conns,
-        threads: c.threads.min(c.conns.max(1)),
-    };
-    let m = run::drive(setup, move |plan| driver::run_thread(spec.clone(), plan))?;
+    let m = driver::drive(spec, c)?;
     Ok(Report::new(
         workload,
         addr.to_string(),

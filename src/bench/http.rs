@@ -13,7 +13,6 @@ use super::Kind;
 use super::cli::HttpArgs;
 use super::driver::{self, Parser, Spec};
 use super::report::Report;
-use super::run::{self, Setup};
 
 /// Longest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -136,7 +135,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Kind> {
     let mut body = None;
     for h in resp.headers.iter() {
         if is_header(h.name, "Content-Length") {
-            let len = content_length(h.value).ok_or(Kind::Verify)?;
+            let len = crate::service::http::content_length(h.value).ok_or(Kind::Verify)?;
             if body.is_some_and(|b| b != Part::Body(len)) {
                 return Err(Kind::Verify); // two lengths: which body is it?
             }
@@ -157,18 +156,6 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Kind> {
 /// which most servers send, is tried first: a plain comparison).
 fn is_header(name: &str, canonical: &str) -> bool {
     name == canonical || name.eq_ignore_ascii_case(canonical)
-}
-
-/// A Content-Length value: decimal digits around optional blanks, at most
-/// 19 of them (so it cannot overflow); None for anything else.
-fn content_length(v: &[u8]) -> Option<u64> {
-    let v = v.trim_ascii();
-    if v.is_empty() || v.len() > 19 {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
-    })
 }
 
 impl HttpParser {
@@ -277,12 +264,7 @@ pub fn bench(a: &HttpArgs) -> Result<Report, BenchError> {
         parser: HttpParser::default(),
     };
     let c = &a.common;
-    let setup = Setup {
-        common: c,
-        conns: c.conns,
-        threads: c.threads.min(c.conns.max(1)),
-    };
-    let m = run::drive(setup, move |plan| driver::run_thread(spec.clone(), plan))?;
+    let m = driver::drive(spec, c)?;
     let config = json!({ "url": a.url, "close": a.close, "depth": depth, "headers": a.headers });
     Ok(Report::new("http", a.url.clone(), config, c, c.conns, m))
 }
@@ -328,32 +310,6 @@ mod tests {
         assert_eq!(run(two, 100).2, Err(Kind::Verify));
         let same = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCONTENT-LENGTH: 2\r\n\r\nab";
         assert_eq!(run(same, 100), (1, 0, Ok(())));
-    }
-
-    #[test]
-    fn content_length_values() {
-        assert_eq!(content_length(b"14"), Some(14));
-        assert_eq!(content_length(b" \t0 "), Some(0));
-        assert_eq!(
-            content_length(b"9999999999999999999"),
-            Some(9_999_999_999_999_999_999)
-        );
-        for bad in [
-            &b""[..],
-            b" ",
-            b"+1",
-            b"-1",
-            b"1 2",
-            b"0x10",
-            b"12345678901234567890",
-        ] {
-            assert_eq!(
-                content_length(bad),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
     }
 
     #[test]

@@ -76,6 +76,8 @@ mod upgrade;
 use std::fs::File;
 use std::path::PathBuf;
 
+/// Also the load generator's reading of responses (`src/bench/http.rs`).
+pub(crate) use request::content_length;
 pub use response::{DateCache, FIXED_MAX, canned, fixed_after_date, reason};
 
 /// Public for the fuzz targets (`fuzz/`): the path a request target is
