@@ -17,6 +17,19 @@ use crate::error::{Error, Result};
 /// Backlog of the listening sockets (the kernel caps it at somaxconn).
 const BACKLOG: i32 = 1024;
 
+/// Unsent bytes the kernel keeps in a TCP socket's send queue before it
+/// calls the socket full (`TCP_NOTSENT_LOWAT`), set on the listeners and
+/// so on every connection. Without it the send buffer autotunes up to
+/// `tcp_wmem`'s maximum (4 MiB here) for a peer that reads nothing: a
+/// slow reader then absorbs megabytes of copies into kernel memory (the
+/// loop spent 85% of its time in the kernel's skb allocator and copy under
+/// `slowhttptest -X`, and other clients waited up to a second), and a chat
+/// member's output caps start counting only after those megabytes. With
+/// it, what the kernel holds unsent is bounded by this plus one segment,
+/// while the window of bytes in flight still autotunes for fast readers
+/// on long paths (a fixed `SO_SNDBUF` would cap those too).
+pub const NOTSENT_LOWAT: u32 = 16 * 1024;
+
 /// Longest path a Unix socket address holds (`sun_path` is 108 bytes,
 /// one of them the terminating NUL).
 pub const UNIX_PATH_MAX: usize = 107;
@@ -40,6 +53,8 @@ pub fn tcp(
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         // SO_REUSEADDR: restart at once while old connections sit in TIME_WAIT.
         socket.set_reuse_address(true)?;
+        // Inherited by every accepted socket: see NOTSENT_LOWAT.
+        socket.set_tcp_notsent_lowat(NOTSENT_LOWAT)?;
         if reuse_port {
             socket.set_reuse_port(true)?;
         }

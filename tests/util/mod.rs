@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use reactor::{Config, Handle, Server, Service, Stats};
 
+pub mod server;
+
 /// Default bound for any single blocking step of a test.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
