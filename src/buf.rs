@@ -5,8 +5,29 @@
 //! connection takes a buffer from the [`Pool`]; when the buffer empties it
 //! goes back. The pool keeps a bounded number of free buffers, so a burst
 //! of traffic does not pin its peak memory forever.
+//!
+//! Every buffer counts its storage in a per-thread total as it is made,
+//! grown and dropped ([`held_bytes`]): an event loop owns its buffers on
+//! its own thread, so that total, less its pool's free buffers, is what
+//! its connections hold (the whole-server memory cap reads it once a turn).
 
+use std::cell::Cell;
 use std::io::{self, Read};
+
+thread_local! {
+    /// Bytes of storage in this thread's live buffers.
+    static HELD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Bytes of storage in the buffers alive on this thread (pooled or not).
+pub fn held_bytes() -> usize {
+    HELD.with(Cell::get)
+}
+
+/// Adds `grown` bytes to this thread's total and takes `shrunk` off.
+fn count(grown: usize, shrunk: usize) {
+    HELD.with(|h| h.set((h.get() + grown).saturating_sub(shrunk)));
+}
 
 /// Size of a read buffer: one read's worth.
 pub const CHUNK: usize = 16 * 1024;
@@ -31,6 +52,7 @@ pub struct Buffer {
 impl Buffer {
     /// A buffer of `size` zeroed bytes.
     fn with_size(size: usize) -> Buffer {
+        count(size, 0);
         Buffer {
             bytes: vec![0; size],
             head: 0,
@@ -99,8 +121,14 @@ impl Buffer {
         }
         if self.bytes.len() - self.tail < n {
             let want = (self.tail + n).next_power_of_two();
+            count(want - self.bytes.len(), 0);
             self.bytes.resize(want, 0);
         }
+    }
+
+    /// Bytes of storage (what the buffer costs, whatever it holds).
+    pub fn capacity(&self) -> usize {
+        self.bytes.len()
     }
 
     /// Reads once from `src` into the spare room (making `CHUNK` of room
@@ -130,6 +158,12 @@ impl Buffer {
     /// Room left before the storage would have to grow or slide.
     pub fn spare(&self) -> usize {
         self.bytes.len() - self.tail
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        count(0, self.bytes.len());
     }
 }
 
@@ -224,6 +258,11 @@ impl Pool {
     pub fn free_count(&self) -> usize {
         self.chunks.len() + self.smalls.len()
     }
+
+    /// Bytes of storage in the free buffers.
+    pub fn free_bytes(&self) -> usize {
+        self.chunks.len() * CHUNK + self.smalls.len() * SMALL
+    }
 }
 
 #[cfg(test)]
@@ -296,6 +335,22 @@ mod tests {
         assert_eq!(b.data(), b"one\n");
         b.truncate_back(100);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn buffers_count_their_storage_while_they_live() {
+        let before = held_bytes();
+        let mut pool = Pool::new(4);
+        let mut b = pool.get();
+        assert_eq!(held_bytes(), before + CHUNK);
+        b.extend(&vec![1u8; CHUNK + 1]);
+        assert_eq!(held_bytes(), before + 2 * CHUNK, "growth is counted");
+        pool.put(b); // grown: freed, not pooled
+        assert_eq!(held_bytes(), before);
+        let small = pool.get_for(10);
+        pool.put(small);
+        assert_eq!(pool.free_bytes(), SMALL);
+        assert_eq!(held_bytes() - pool.free_bytes(), before, "nothing lent out");
     }
 
     #[test]

@@ -105,9 +105,12 @@ pub struct ServeArgs {
     /// Longest chat line in bytes; a longer one gets an error line and a close
     #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_size)]
     pub max_line: usize,
-    /// Echo stops reading a client with this much output unsent
-    #[arg(long, value_name = "BYTES", default_value = "64k", value_parser = parse_size)]
-    pub echo_output_cap: usize,
+    /// Any connection: with this much output unsent, the server stops using and reading its input until it drains
+    #[arg(long, visible_alias = "echo-output-cap", value_name = "BYTES", default_value = "64k", value_parser = parse_size)]
+    pub output_cap: usize,
+    /// All connections together: past this much buffer memory, those holding the most are evicted (0: no cap) [default: a quarter of memory]
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub max_client_memory: Option<usize>,
     /// A chat member with more than this unsent is dropped at once
     #[arg(long, value_name = "BYTES", default_value = "1m", value_parser = parse_size)]
     pub chat_output_hard: usize,
@@ -137,19 +140,24 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The `Config` these flags describe.
     pub fn to_config(&self) -> Config {
-        let any = self.greet.is_some()
-            || self.echo.is_some()
-            || self.udp.is_some()
-            || self.chat.is_some()
-            || self.unix.is_some()
-            || self.http.is_some()
-            || self.https.is_some()
-            || self.tls_echo.is_some();
-        let base = if any {
-            Config::empty()
-        } else {
-            Config::defaults()
+        let named = Config {
+            greet: self.greet,
+            echo: self.echo,
+            udp: self.udp,
+            chat: self.chat,
+            unix: self.unix.clone(),
+            http: self.http,
+            https: self.https,
+            tls_echo: self.tls_echo,
+            ..Config::empty()
         };
+        // With no service named, every service runs on its default.
+        let base = if named.listeners().is_empty() {
+            Config::defaults()
+        } else {
+            named
+        };
+        let defaults = Limits::default();
         let limits = Limits {
             max_conns: self.max_conns,
             idle_timeout: self.idle_timeout,
@@ -157,23 +165,16 @@ impl ServeArgs {
             keepalive_timeout: self.keepalive_timeout,
             max_line: self.max_line,
             ws_ping: self.ws_ping,
-            echo_output_cap: self.echo_output_cap,
+            output_cap: self.output_cap,
+            max_client_memory: self.max_client_memory.unwrap_or(defaults.max_client_memory),
             chat_output_hard: self.chat_output_hard,
             chat_output_soft: self.chat_output_soft,
             chat_soft_time: self.chat_soft_time,
             shutdown_grace: self.grace,
             linger: self.linger,
-            ..Limits::default()
+            ..defaults
         };
         Config {
-            greet: self.greet.or(base.greet),
-            echo: self.echo.or(base.echo),
-            udp: self.udp.or(base.udp),
-            chat: self.chat.or(base.chat),
-            unix: self.unix.clone(),
-            http: self.http.or(base.http),
-            https: self.https,
-            tls_echo: self.tls_echo,
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             http_config: HttpConfig {
@@ -186,6 +187,7 @@ impl ServeArgs {
             threads: usize::from(self.threads),
             handle_signals: true,
             limits,
+            ..base
         }
     }
 }

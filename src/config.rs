@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::core::CoreLimits;
+use crate::service::Service;
 use crate::service::http::HttpConfig;
 
 /// Default greet address: seed 000's port.
@@ -81,8 +83,15 @@ pub struct Limits {
     /// WebSocket: a member silent this long is pinged; silent as long
     /// again after the ping, it is closed (zero: never).
     pub ws_ping: Duration,
-    /// Echo stops reading a client once this much output is pending.
-    pub echo_output_cap: usize,
+    /// Output a connection may have unsent before the server stops using
+    /// (and then reading) its input, whatever its protocol: a peer that
+    /// sends without reading makes the server hold at most this plus one
+    /// answer (one read for echo, one response for HTTP).
+    pub output_cap: usize,
+    /// Buffer memory all connections together may hold; past it the ones
+    /// holding the most are evicted (0: no cap). Default: a quarter of
+    /// the memory this process may use.
+    pub max_client_memory: usize,
     /// A chat member with more than this pending is disconnected at once.
     pub chat_output_hard: usize,
     /// A chat member above this for `chat_soft_seconds` is disconnected.
@@ -111,7 +120,8 @@ impl Default for Limits {
             keepalive_timeout: Duration::from_secs(60),
             max_line: 4096,
             ws_ping: Duration::from_secs(30),
-            echo_output_cap: 64 * 1024,
+            output_cap: 64 * 1024,
+            max_client_memory: crate::core::bound_default(),
             chat_output_hard: 1024 * 1024,
             chat_output_soft: 256 * 1024,
             chat_soft_time: Duration::from_secs(10),
@@ -124,7 +134,54 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The limits the loop itself enforces.
+    pub fn core(&self) -> CoreLimits {
+        CoreLimits {
+            max_conns: self.max_conns,
+            output_cap: self.output_cap,
+            read_budget: self.read_budget,
+            accepts_per_tick: self.accepts_per_tick,
+            linger: self.linger,
+            grace: self.shutdown_grace,
+            handshake_timeout: self.header_timeout,
+            max_client_memory: self.max_client_memory,
+        }
+    }
+}
+
+/// Where a listener is bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bind {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A UDP address.
+    Udp(SocketAddr),
+    /// A Unix stream socket file.
+    Unix(PathBuf),
+}
+
 impl Config {
+    /// Every listener this configuration asks for, in one list: the one
+    /// place the service fields become sockets (binding, and the other
+    /// loops' rebinding of the same ports, go through it).
+    pub fn listeners(&self) -> Vec<(Service, Bind)> {
+        let tcp = |s: Service, a: Option<SocketAddr>| a.map(|a| (s, Bind::Tcp(a)));
+        [
+            tcp(Service::Greet, self.greet),
+            tcp(Service::Echo, self.echo),
+            self.udp.map(|a| (Service::Udp, Bind::Udp(a))),
+            tcp(Service::Chat, self.chat),
+            self.unix.clone().map(|p| (Service::Unix, Bind::Unix(p))),
+            tcp(Service::Http, self.http),
+            tcp(Service::Https, self.https),
+            tcp(Service::TlsEcho, self.tls_echo),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     /// No services at all: set the ones wanted. Tests start from here.
     pub fn empty() -> Config {
         Config {

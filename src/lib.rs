@@ -43,14 +43,14 @@ pub mod bench;
 pub mod buf;
 pub mod cli;
 pub mod config;
+pub mod core;
 pub mod error;
 pub mod listen;
-pub mod reactor;
+pub mod proto;
 pub mod server;
 pub mod service;
 pub mod stats;
 pub mod sys;
-pub mod timer;
 pub mod tls;
 pub mod transport;
 

@@ -5,22 +5,25 @@
 //! event loops, one per thread, like nginx's workers: each has its own
 //! `Poll`, slab and listeners, bound to the same ports with `SO_REUSEPORT`,
 //! so the kernel spreads new connections across them. They share nothing
-//! but chat lines (see `reactor/bus.rs`). The Unix socket, which cannot be
+//! but chat lines (`proto/loops.rs`). The Unix socket, which cannot be
 //! shared that way, is served by the first loop.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use log::info;
 use mio::Waker;
 
-use crate::config::Config;
+use crate::config::{Bind, Config};
+use crate::core::{ListenSocket, Reactor, Stopper};
 use crate::error::{Error, Result};
-use crate::reactor::{Reactor, Shared, bus};
+use crate::listen;
+use crate::proto::{Protocols, Socket, UdpEcho, loops};
 use crate::service::Service;
+use crate::service::chat::Guests;
 use crate::stats::Stats;
+use crate::tls::TlsSetup;
 
 /// A bound server, ready to run.
 ///
@@ -48,7 +51,12 @@ use crate::stats::Stats;
 /// ```
 pub struct Server {
     /// The event loops; the first one runs on the caller's thread.
-    loops: Vec<Reactor>,
+    loops: Vec<Reactor<Protocols>>,
+    /// The addresses the first loop bound (port 0 resolved); the others
+    /// bound the same.
+    bound: Vec<(Service, SocketAddr)>,
+    /// The Unix socket path, if serving one.
+    unix_path: Option<PathBuf>,
 }
 
 impl Server {
@@ -56,52 +64,90 @@ impl Server {
     /// the service and address ("echo: cannot listen on 127.0.0.1:8080: ...").
     pub fn bind(mut config: Config) -> Result<Server> {
         let n = config.threads.max(1);
-        if n > 1 {
-            config.reuse_port = true;
-        }
-        let first = Reactor::new(config.clone())?;
-        // The other loops bind the ports the first one got (port 0 resolved).
-        let mut rest_config = config;
-        rest_config.unix = None;
-        for (service, slot) in [
-            (Service::Greet, &mut rest_config.greet),
-            (Service::Echo, &mut rest_config.echo),
-            (Service::Udp, &mut rest_config.udp),
-            (Service::Chat, &mut rest_config.chat),
-            (Service::Http, &mut rest_config.http),
-        ] {
-            if slot.is_some() {
-                *slot = first.local_addr(service);
+        config.reuse_port |= n > 1;
+        let wanted = config.listeners();
+        let tls = if wanted.iter().any(|(s, _)| s.is_tls()) {
+            let (cert, key) = (config.tls_cert.as_deref(), config.tls_key.as_deref());
+            Some(TlsSetup::load(cert, key)?)
+        } else {
+            None
+        };
+        let mut server = Server {
+            loops: Vec::with_capacity(n),
+            bound: Vec::new(),
+            unix_path: None,
+        };
+        for i in 0..n {
+            let app = Protocols::new(&config);
+            let mut r = Reactor::new(app, config.limits.core(), config.handle_signals, n)?;
+            for (service, bind) in &wanted {
+                // The other loops bind the ports the first one got.
+                let bind = match bind {
+                    Bind::Unix(_) if i > 0 => continue,
+                    Bind::Tcp(_) if i > 0 => Bind::Tcp(server.addr_of(*service)?),
+                    Bind::Udp(_) if i > 0 => Bind::Udp(server.addr_of(*service)?),
+                    other => other.clone(),
+                };
+                let addr = open(&mut r, *service, &bind, &config, tls.as_ref())?;
+                if i == 0 {
+                    match (addr, bind) {
+                        (Some(a), _) => {
+                            info!("{service} listening on {a}");
+                            server.bound.push((*service, a));
+                        }
+                        (None, Bind::Unix(p)) => {
+                            info!("{service} listening on {}", p.display());
+                            server.unix_path = Some(p);
+                        }
+                        (None, _) => {}
+                    }
+                }
             }
-        }
-        let mut loops = vec![first];
-        for _ in 1..n {
-            loops.push(Reactor::new(rest_config.clone())?);
+            server.loops.push(r);
         }
         if n > 1 {
-            let wakers: Vec<Arc<Waker>> = loops.iter().map(Reactor::waker).collect();
-            for (i, (r, b)) in loops.iter_mut().zip(bus::mesh(&wakers)).enumerate() {
-                r.join_loops(i, n, b);
+            let wakers: Vec<Arc<Waker>> = server.loops.iter().map(Reactor::waker).collect();
+            for (i, (r, bus)) in server
+                .loops
+                .iter_mut()
+                .zip(loops::mesh(&wakers))
+                .enumerate()
+            {
+                r.app.loops = Some(bus);
+                r.app.chat.set_guests(Guests { stride: n, tag: i });
             }
             info!("{n} event loops share these ports (SO_REUSEPORT)");
         }
-        Ok(Server { loops })
+        Ok(server)
+    }
+
+    /// The address the first loop bound for `service`.
+    fn addr_of(&self, service: Service) -> Result<SocketAddr> {
+        self.local_addr(service)
+            .ok_or_else(|| Error::Config(format!("{service}: no address bound")))
     }
 
     /// The address `service` is bound to (with port 0 resolved).
     pub fn local_addr(&self, service: Service) -> Option<SocketAddr> {
-        self.loops[0].local_addr(service)
+        self.bound
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, a)| *a)
     }
 
     /// The Unix socket path, if serving one.
     pub fn unix_path(&self) -> Option<&Path> {
-        self.loops[0].unix_path()
+        self.unix_path.as_deref()
     }
 
     /// A handle to stop the server and read its counters.
     pub fn handle(&self) -> Handle {
         Handle {
-            loops: self.loops.iter().map(Reactor::shared).collect(),
+            loops: self
+                .loops
+                .iter()
+                .map(|r| (r.stopper(), r.app.published.clone()))
+                .collect(),
         }
     }
 
@@ -117,10 +163,10 @@ impl Server {
             .map(|(i, r)| {
                 std::thread::Builder::new()
                     .name(format!("loop-{}", i + 1))
-                    .spawn(move || r.run())
+                    .spawn(move || run_loop(r))
             })
             .collect::<std::io::Result<_>>()?;
-        let mut result = first.run();
+        let mut result = run_loop(first);
         for t in threads {
             let r = t
                 .join()
@@ -137,21 +183,66 @@ impl Server {
     }
 }
 
+/// Opens the listener for `service` at `bind` in loop `r`: a TCP or Unix
+/// listener (over TLS for the TLS services), or the UDP echo socket.
+/// Returns its IP address, if it has one.
+fn open(
+    r: &mut Reactor<Protocols>,
+    service: Service,
+    bind: &Bind,
+    config: &Config,
+    tls: Option<&TlsSetup>,
+) -> Result<Option<SocketAddr>> {
+    let name = service.name();
+    match bind {
+        Bind::Tcp(addr) => {
+            let socket = ListenSocket::Tcp(listen::tcp(name, *addr, config.reuse_port)?);
+            let tls = match (service, tls) {
+                (Service::Https, Some(t)) => Some(t.https.clone()),
+                (Service::TlsEcho, Some(t)) => Some(t.plain.clone()),
+                _ => None,
+            };
+            r.listen(socket, service, tls)
+        }
+        Bind::Unix(path) => r.listen(ListenSocket::Unix(listen::unix(name, path)?), service, None),
+        Bind::Udp(addr) => {
+            let socket = listen::udp(name, *addr, config.reuse_port)?;
+            let local = socket.local_addr()?;
+            let udp = UdpEcho::new(socket, config.limits.udp_queue);
+            r.add_source(Socket::UdpEcho(Box::new(udp)))?;
+            Ok(Some(local))
+        }
+    }
+}
+
+/// Runs one loop to its end, then publishes and logs its final counters.
+fn run_loop(r: Reactor<Protocols>) -> Result<Stats> {
+    let ended = r.run()?;
+    let stats = ended.app.stats.with_core(&ended.counters, 0, 0);
+    *ended
+        .app
+        .published
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = stats;
+    info!("stopped: {stats}");
+    if ended.aborted {
+        return Err(Error::Aborted);
+    }
+    Ok(stats)
+}
+
 /// Talks to a running server from another thread.
 #[derive(Clone)]
 pub struct Handle {
-    /// Each loop's waker and shared state (stop flag, stats snapshot).
-    loops: Vec<(Arc<Waker>, Arc<Shared>)>,
+    /// Each loop's stopper and its latest published counters.
+    loops: Vec<(Stopper, Arc<Mutex<Stats>>)>,
 }
 
 impl Handle {
     /// Asks for a graceful shutdown, as SIGTERM does.
     pub fn shutdown(&self) {
-        for (waker, shared) in &self.loops {
-            shared.stop.store(true, Ordering::Release);
-            if let Err(e) = waker.wake() {
-                log::warn!("cannot wake the reactor: {e}");
-            }
+        for (stopper, _) in &self.loops {
+            stopper.stop();
         }
     }
 
@@ -159,8 +250,8 @@ impl Handle {
     /// or their exit, summed over the loops.
     pub fn stats(&self) -> Stats {
         let mut total = Stats::default();
-        for (_, shared) in &self.loops {
-            total += *shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, stats) in &self.loops {
+            total += *stats.lock().unwrap_or_else(|e| e.into_inner());
         }
         total
     }

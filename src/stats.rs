@@ -1,10 +1,15 @@
-//! The loop's counters: kept as plain integers by the one thread that
-//! owns them (no atomics on the hot path), copied out as a snapshot a few
-//! times a second for other threads (`Handle::stats`) and at exit.
+//! The server's counters, as `/stats`, `/metrics` and `Handle::stats`
+//! show them: the loop's own (`core::Counters`) and the protocols', kept
+//! as plain integers by the one thread that owns them (no atomics on the
+//! hot path), copied out as a snapshot a few times a second for other
+//! threads and at exit. The one list of figures both formats print is
+//! here too (`Figures`).
 
 use std::fmt;
+use std::io::Write as _;
 
-use crate::service::Service;
+use crate::core::Counters;
+use crate::service::http::Site;
 
 /// Counters and gauges of one reactor.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,8 +50,51 @@ pub struct Stats {
     pub ws_upgrades: u64,
     /// WebSocket messages received (whole, reassembled).
     pub ws_messages: u64,
+    /// Connections evicted because all of them together held more than
+    /// `--max-client-memory`.
+    pub evicted: u64,
+    /// Times the connections together went over `--max-client-memory`.
+    pub memory_episodes: u64,
+    /// Bytes of buffer storage the connections hold now (gauge).
+    pub client_memory: u64,
     /// Connections open now, by the service they speak (gauges).
     pub open_by: OpenBy,
+}
+
+impl Stats {
+    /// The loop's `counters` with the protocols' figures in `self`, and
+    /// the gauges `open` and `client_memory` as of now.
+    pub fn with_core(mut self, counters: &Counters, open: usize, client_memory: usize) -> Stats {
+        let Counters {
+            accepted,
+            refused,
+            closed,
+            bytes_in,
+            bytes_out,
+            events,
+            wakeups,
+            iterations,
+            timeouts,
+            accept_errors,
+            evicted,
+            memory_episodes,
+        } = *counters;
+        self.accepted = accepted;
+        self.refused = refused;
+        self.closed = closed;
+        self.bytes_in += bytes_in;
+        self.bytes_out += bytes_out;
+        self.events = events;
+        self.wakeups = wakeups;
+        self.iterations = iterations;
+        self.timeouts = timeouts;
+        self.accept_errors = accept_errors;
+        self.evicted = evicted;
+        self.memory_episodes = memory_episodes;
+        self.open = open as u64;
+        self.client_memory = client_memory as u64;
+        self
+    }
 }
 
 /// Open connections by service (gauges). TLS connections count under the
@@ -65,29 +113,6 @@ pub struct OpenBy {
     pub http: u64,
     /// WebSocket chat members.
     pub ws: u64,
-}
-
-impl OpenBy {
-    /// The gauge of connections speaking `service` (`None` for a service
-    /// that has no connections of its own: UDP, the TLS listeners).
-    pub fn of(&mut self, service: Service) -> Option<&mut u64> {
-        match service {
-            Service::Greet => Some(&mut self.greet),
-            Service::Echo => Some(&mut self.echo),
-            Service::Chat => Some(&mut self.chat),
-            Service::Unix => Some(&mut self.unix),
-            Service::Http => Some(&mut self.http),
-            Service::Ws => Some(&mut self.ws),
-            Service::Udp | Service::Https | Service::TlsEcho => None,
-        }
-    }
-
-    /// Adds `delta` (+1 or -1) to `service`'s gauge.
-    pub fn add(&mut self, service: Service, delta: i64) {
-        if let Some(n) = self.of(service) {
-            *n = n.saturating_add_signed(delta);
-        }
-    }
 }
 
 impl std::ops::AddAssign for OpenBy {
@@ -131,6 +156,9 @@ impl std::ops::AddAssign for Stats {
             http_requests,
             ws_upgrades,
             ws_messages,
+            evicted,
+            memory_episodes,
+            client_memory,
             open_by,
         } = o;
         self.accepted += accepted;
@@ -151,6 +179,9 @@ impl std::ops::AddAssign for Stats {
         self.http_requests += http_requests;
         self.ws_upgrades += ws_upgrades;
         self.ws_messages += ws_messages;
+        self.evicted += evicted;
+        self.memory_episodes += memory_episodes;
+        self.client_memory += client_memory;
         self.open_by += open_by;
     }
 }
@@ -161,7 +192,7 @@ impl fmt::Display for Stats {
             f,
             "accepted={} refused={} open={} closed={} timeouts={} slow_dropped={} \
              bytes_in={} bytes_out={} udp_in={} udp_out={} udp_dropped={} \
-             http_requests={} events={} wakeups={} iterations={} accept_errors={}",
+             http_requests={} events={} wakeups={} iterations={} accept_errors={} evicted={}",
             self.accepted,
             self.refused,
             self.open,
@@ -177,7 +208,208 @@ impl fmt::Display for Stats {
             self.events,
             self.wakeups,
             self.iterations,
-            self.accept_errors
+            self.accept_errors,
+            self.evicted
         )
+    }
+}
+
+/// What `/stats` and `/metrics` show: the loop's counters and gauges.
+pub struct Figures<'a> {
+    /// The counters, with the gauges as of now.
+    pub stats: &'a Stats,
+    /// Chat members now.
+    pub members: usize,
+    /// Chat rooms now.
+    pub rooms: usize,
+    /// Milliseconds since the loop started (the dashboard's clock).
+    pub uptime_ms: u64,
+}
+
+impl Figures<'_> {
+    /// Every figure as (name, kind, help, value): one list for both formats.
+    fn figures(&self) -> [(&'static str, &'static str, &'static str, u64); 32] {
+        let s = self.stats;
+        let by = s.open_by;
+        [
+            ("accepted", "counter", "Connections accepted.", s.accepted),
+            (
+                "refused",
+                "counter",
+                "Connections refused at max-conns.",
+                s.refused,
+            ),
+            ("open", "gauge", "Connections open.", s.open),
+            ("open_greet", "gauge", "Greet connections open.", by.greet),
+            (
+                "open_echo",
+                "gauge",
+                "Echo connections open (TCP and TLS).",
+                by.echo,
+            ),
+            (
+                "open_chat",
+                "gauge",
+                "Line chat members connected.",
+                by.chat,
+            ),
+            (
+                "open_unix",
+                "gauge",
+                "Unix-socket echo connections open.",
+                by.unix,
+            ),
+            (
+                "open_http",
+                "gauge",
+                "HTTP connections open (plain and TLS).",
+                by.http,
+            ),
+            (
+                "open_ws",
+                "gauge",
+                "WebSocket chat members connected.",
+                by.ws,
+            ),
+            ("closed", "counter", "Connections closed.", s.closed),
+            (
+                "timeouts",
+                "counter",
+                "Connections closed by a deadline.",
+                s.timeouts,
+            ),
+            (
+                "slow_dropped",
+                "counter",
+                "Chat members dropped for not reading.",
+                s.slow_dropped,
+            ),
+            (
+                "bytes_in",
+                "counter",
+                "Bytes read from clients.",
+                s.bytes_in,
+            ),
+            (
+                "bytes_out",
+                "counter",
+                "Bytes written to clients.",
+                s.bytes_out,
+            ),
+            (
+                "http_requests",
+                "counter",
+                "HTTP responses sent.",
+                s.http_requests,
+            ),
+            (
+                "ws_upgrades",
+                "counter",
+                "HTTP connections upgraded to WebSocket.",
+                s.ws_upgrades,
+            ),
+            (
+                "ws_messages",
+                "counter",
+                "WebSocket messages received.",
+                s.ws_messages,
+            ),
+            ("udp_in", "counter", "UDP datagrams received.", s.udp_in),
+            ("udp_out", "counter", "UDP datagrams sent.", s.udp_out),
+            (
+                "udp_dropped",
+                "counter",
+                "UDP replies dropped (queue full).",
+                s.udp_dropped,
+            ),
+            ("events", "counter", "Readiness events handled.", s.events),
+            (
+                "wakeups",
+                "counter",
+                "Polls that returned events.",
+                s.wakeups,
+            ),
+            ("iterations", "counter", "Loop iterations.", s.iterations),
+            (
+                "accept_errors",
+                "counter",
+                "Accept errors for lack of fds.",
+                s.accept_errors,
+            ),
+            (
+                "client_memory",
+                "gauge",
+                "Bytes of buffers the connections hold.",
+                s.client_memory,
+            ),
+            (
+                "evicted",
+                "counter",
+                "Connections evicted at --max-client-memory.",
+                s.evicted,
+            ),
+            (
+                "memory_episodes",
+                "counter",
+                "Times the connections went over --max-client-memory.",
+                s.memory_episodes,
+            ),
+            (
+                "chat_members",
+                "gauge",
+                "Chat members now (TCP and WebSocket).",
+                self.members as u64,
+            ),
+            ("chat_rooms", "gauge", "Chat rooms now.", self.rooms as u64),
+            (
+                "rss_kib",
+                "gauge",
+                "Resident memory of this process, KiB.",
+                rss_kib(),
+            ),
+            (
+                "pid",
+                "gauge",
+                "Process id of this server.",
+                std::process::id() as u64,
+            ),
+            (
+                "uptime_ms",
+                "counter",
+                "Milliseconds since this loop started.",
+                self.uptime_ms,
+            ),
+        ]
+    }
+}
+
+/// This process's resident memory in KiB (`VmRSS` of `/proc/self/status`;
+/// 0 where there is no `/proc`).
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+impl Site for Figures<'_> {
+    fn stats_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, (name, _, _, value)) in self.figures().iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(out, "{sep}\"{name}\":{value}");
+        }
+        out.extend_from_slice(b"}\n");
+    }
+
+    fn metrics_text(&self, out: &mut Vec<u8>) {
+        for (name, kind, help, value) in self.figures() {
+            let _ = write!(
+                out,
+                "# HELP reactor_{name} {help}\n# TYPE reactor_{name} {kind}\nreactor_{name} {value}\n"
+            );
+        }
     }
 }

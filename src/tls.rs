@@ -257,6 +257,15 @@ impl TlsStream {
         &mut self.sock
     }
 
+    /// Bytes of buffer storage held (records in, records out, plaintext
+    /// decrypted ahead).
+    pub fn held(&self) -> usize {
+        [&self.incoming, &self.outgoing, &self.plain]
+            .iter()
+            .map(|b| b.as_ref().map_or(0, |b| b.capacity()))
+            .sum()
+    }
+
     /// Ciphertext waiting for the socket.
     pub fn pending(&self) -> usize {
         self.outgoing.as_ref().map_or(0, |b| b.len())
@@ -547,14 +556,5 @@ impl TlsSetup {
             https,
             plain: Arc::new(plain),
         })
-    }
-
-    /// The rustls configuration for clients of `listener`.
-    pub fn config_for(&self, listener: crate::service::Service) -> Arc<ServerConfig> {
-        if listener.base() == crate::service::Service::Http {
-            self.https.clone()
-        } else {
-            self.plain.clone()
-        }
     }
 }

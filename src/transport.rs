@@ -91,10 +91,15 @@ impl Transport {
         }
     }
 
-    /// True if a write that took less than offered proves the socket full
-    /// (plain sockets; TLS takes one record per write).
-    pub fn short_write_means_full(&self) -> bool {
-        !self.is_tls()
+    /// Writes `data` to a plain stream (TCP or Unix); TLS takes nothing
+    /// this way (its bytes go through `write_from`).
+    #[inline]
+    pub fn write_plain_stream(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(s) => s.write(data),
+            Transport::Unix(s) => s.write(data),
+            Transport::Tls(_) => Ok(0),
+        }
     }
 
     /// Sends bytes the transport itself holds (TLS ciphertext): `Ok` when
@@ -129,6 +134,32 @@ impl Transport {
             Transport::Tcp(s) => s.shutdown(Shutdown::Write).map(|()| true),
             Transport::Unix(s) => s.shutdown(Shutdown::Write).map(|()| true),
             Transport::Tls(t) => t.shutdown_write(pool),
+        }
+    }
+
+    /// Bytes of buffer storage the transport holds itself (TLS records
+    /// in and out).
+    pub fn held(&self) -> usize {
+        match self {
+            Transport::Tls(t) => t.held(),
+            _ => 0,
+        }
+    }
+
+    /// For an outbound connection after a writable event: `Ok(true)` once
+    /// `connect` has finished, `Ok(false)` while it is still on its way,
+    /// the error if it failed.
+    pub fn connect_result(&self) -> io::Result<bool> {
+        let Transport::Tcp(s) = self else {
+            return Ok(true);
+        };
+        if let Some(e) = s.take_error()? {
+            return Err(e);
+        }
+        match s.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
         }
     }
 

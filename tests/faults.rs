@@ -121,16 +121,31 @@ fn reset_during_10mb_echo() {
     for round in 0..3u64 {
         let mut s = connect(echo);
         let mut w = s.try_clone().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_w = stop.clone();
         let writer = thread::spawn(move || {
             let data = pattern(0, 10 << 20);
-            // Fails once the reset lands: that is the point.
-            let _ = w.write_all(&data);
+            // Short waits, so the writer sees `stop` even when the server
+            // has stopped reading (this client no longer reads its echo).
+            w.set_write_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let mut at = 0;
+            while at < data.len() && !stop_w.load(Ordering::Relaxed) {
+                match w.write(&data[at..(at + 64 * 1024).min(data.len())]) {
+                    Ok(n) => at += n,
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(_) => break,
+                }
+            }
         });
         let head = (1 << 20) * (round as usize + 1);
         let got = read_n(&mut s, head, "echo before reset");
         assert_bytes_eq(&got, &pattern(0, head), "echo before reset");
-        reset(s);
+        // The reset needs the last fd of the socket: the writer lets go
+        // of its copy first, with megabytes still in flight.
+        stop.store(true, Ordering::Relaxed);
         writer.join().unwrap();
+        reset(s);
         echo_roundtrip(&mut other, b"still here\n", "other echo client");
     }
     drop(other);

@@ -174,13 +174,13 @@ fn echo_1000_clients_at_once() {
 }
 
 /// Promise: a client sending 20 MiB without reading is throttled (the server
-/// stops reading it at echo_output_cap instead of buffering), another client
+/// stops reading it at output_cap instead of buffering), another client
 /// is still served meanwhile, and reading back returns the exact 20 MiB.
 #[test]
 fn echo_backpressure_20_mib_without_reading() {
     let mut cfg = echo_config();
-    cfg.limits.echo_output_cap = 64 * 1024;
-    let cap = cfg.limits.echo_output_cap as u64;
+    cfg.limits.output_cap = 64 * 1024;
+    let cap = cfg.limits.output_cap as u64;
     let srv = start(cfg);
     let addr = srv.echo.unwrap();
     let total = 20 << 20;
@@ -216,7 +216,7 @@ fn echo_backpressure_20_mib_without_reading() {
         "20 MiB were accepted without the client reading: no backpressure"
     );
 
-    // The server must hold only about echo_output_cap for this client. The
+    // The server must hold only about output_cap for this client. The
     // writer has been blocked for a second, so the ~100 ms stats are fresh.
     let st = srv.stats();
     let pending = st.bytes_in.saturating_sub(st.bytes_out);

@@ -212,6 +212,38 @@ fn echo_is_byte_exact_under_random_fragmentation() {
     still_serves(&t);
 }
 
+/// The client's last handshake flight and 12 KiB of data in one write:
+/// the server decrypts the data before rustls reports the handshake done,
+/// and must still send the echo once it is (the turn writes after reading).
+#[test]
+fn data_behind_the_last_handshake_flight_is_echoed() {
+    let t = setup("echo", |_| {});
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = ClientConnection::new(t.client.clone(), name).unwrap();
+    let mut sock = tcp(t.echo);
+    // The handshake, up to the client's Finished, which is held back.
+    while conn.is_handshaking() {
+        while conn.wants_write() && conn.is_handshaking() {
+            conn.write_tls(&mut sock).unwrap();
+        }
+        if !conn.is_handshaking() {
+            break;
+        }
+        conn.read_tls(&mut sock).expect("handshake bytes");
+        conn.process_new_packets().expect("handshake");
+    }
+    let msg = Rng::new(11).bytes(12 * 1024);
+    conn.writer().write_all(&msg).unwrap();
+    let mut wire = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut wire).unwrap();
+    }
+    sock.write_all(&wire).unwrap(); // Finished and the data, together
+    let mut tls = StreamOwned::new(conn, sock);
+    assert!(read_n(&mut tls, msg.len()) == msg, "echo differs");
+    still_serves(&t);
+}
+
 #[test]
 fn https_get_has_exact_body_hsts_and_alpn() {
     let t = setup("get", |_| {});

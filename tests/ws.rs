@@ -6,7 +6,8 @@ mod util;
 
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -526,20 +527,34 @@ fn a_member_that_does_not_read_is_dropped() {
     const LINES: usize = 100_000;
     let line = format!("{}\n", "z".repeat(200));
     // The reader reads on another thread; the slow member reads nothing.
+    let read = Arc::new(AtomicUsize::new(0));
+    let read_r = read.clone();
     let counter = thread::spawn(move || {
         let mut n = 0;
         while n < LINES {
             let f = reader.recv();
             if f.opcode == 1 && f.text().ends_with(&"z".repeat(200)) {
                 n += 1;
+                read_r.store(n, Ordering::Relaxed);
             }
         }
         n
     });
     // 20 MB: far more than the default caps (1 MiB hard) and the kernel's
-    // socket buffers can hide.
-    for _ in 0..LINES {
-        sender_w.write_all(line.as_bytes()).unwrap();
+    // socket buffers can hide. Sent no faster than the reader reads (at
+    // most 1,000 lines, 200 KB, ahead of it): a member that keeps up is
+    // never dropped, whatever the rate.
+    let batch = line.repeat(100);
+    for sent in (0..LINES).step_by(100) {
+        let t = Instant::now();
+        while sent > read.load(Ordering::Relaxed) + 1_000 {
+            assert!(
+                t.elapsed() < TIMEOUT,
+                "the reader is stuck at {sent} lines sent"
+            );
+            thread::sleep(Duration::from_micros(200));
+        }
+        sender_w.write_all(batch.as_bytes()).unwrap();
     }
     site.srv
         .wait_stats("slow member dropped", TIMEOUT, |s| s.slow_dropped == 1);

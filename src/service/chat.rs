@@ -260,7 +260,8 @@ impl ChatHub {
         self.notify(LOBBY, id, out);
     }
 
-    /// Bytes from member `id`: handles every complete line; returns how many
+    /// Bytes from member `id`: handles complete lines until `out.full(id)`
+    /// says the member's own output is at its cap; returns how many
     /// bytes of `data` were consumed (a trailing partial line is left for
     /// the caller to keep and pass again, prefixed, with more bytes) and
     /// the verdict for `id`. On [`Verdict::Close`] all of `data` counts as
@@ -291,6 +292,11 @@ impl ChatHub {
             }
             if self.line(id, line, out) == Verdict::Close {
                 return (data.len(), Verdict::Close);
+            }
+            if out.full(id) {
+                // The member's own output is at its cap (replies it does
+                // not read): the rest waits until it drains.
+                break;
             }
         }
         // Everything before the partial line (if any) is consumed.

@@ -37,9 +37,16 @@ pub trait Outbox {
     fn has_peers(&self) -> bool {
         false
     }
+
+    /// True if connection `id`'s output is at its cap: a service stops
+    /// taking that connection's input until it drains (its replies are
+    /// what fill it).
+    fn full(&self, _id: usize) -> bool {
+        false
+    }
 }
 
-/// Which service a listener or connection belongs to.
+/// Which service a listener serves (what its clients speak).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Service {
     /// Seed 000's greeting.
@@ -60,9 +67,6 @@ pub enum Service {
     /// A listener of echo over TLS. Its connections are `Echo` with a TLS
     /// transport.
     TlsEcho,
-    /// A chat member speaking WebSocket frames: an `Http` connection after
-    /// `GET /ws` was answered with 101. Never a listener.
-    Ws,
 }
 
 impl Service {
@@ -77,7 +81,6 @@ impl Service {
             Service::Http => "http",
             Service::Https => "https",
             Service::TlsEcho => "tls-echo",
-            Service::Ws => "ws",
         }
     }
 
@@ -95,9 +98,10 @@ impl Service {
     pub fn is_tls(self) -> bool {
         matches!(self, Service::Https | Service::TlsEcho)
     }
+}
 
-    /// True for a chat member, over lines (`Chat`) or frames (`Ws`).
-    pub fn is_chat(self) -> bool {
-        matches!(self, Service::Chat | Service::Ws)
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }

@@ -188,8 +188,9 @@ pub struct Progress {
     /// The request was a WebSocket upgrade, answered with 101 (the last
     /// bytes in `out`): the rest of the input is frames, not HTTP.
     pub upgrade: bool,
-    /// `input` stopped early (a file body, or `max_pipeline` responses) with
-    /// bytes left: call it again on the rest without waiting for new bytes
+    /// `input` stopped early (a file body, `max_pipeline` responses, or no
+    /// room left in `out`) with bytes left: call it again on the rest
+    /// without waiting for new bytes
     /// (after streaming `file`; the loop may first let other connections run).
     pub again: bool,
 }
@@ -224,6 +225,8 @@ impl Default for HttpConn {
 struct Ctx<'a> {
     /// The limits and root.
     cfg: &'a HttpConfig,
+    /// No new request is answered once `out` holds this many bytes.
+    room: usize,
     /// The cached `Date` value, followed by any further fixed header
     /// lines (HSTS): what goes after `Date: ` (see `response::start`).
     date: &'a [u8],
@@ -252,7 +255,28 @@ impl HttpConn {
         date: &[u8],
         site: &dyn Site,
     ) -> Progress {
-        let ctx = Ctx { cfg, date, site };
+        self.input_within(input, out, usize::MAX, cfg, date, site)
+    }
+
+    /// [`input`](Self::input), answering no new request once `out` holds
+    /// `room` bytes (the connection's output is full): so a client that
+    /// pipelines without reading makes the loop hold at most `room` plus
+    /// one response. `again` says when requests were left for that reason.
+    pub fn input_within(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        room: usize,
+        cfg: &HttpConfig,
+        date: &[u8],
+        site: &dyn Site,
+    ) -> Progress {
+        let ctx = Ctx {
+            cfg,
+            room,
+            date,
+            site,
+        };
         let mut p = Progress {
             consumed: 0,
             verdict: Verdict::Continue,
@@ -268,7 +292,9 @@ impl HttpConn {
         }
         p.again = p.verdict == Verdict::Continue
             && p.consumed < input.len()
-            && (p.file.is_some() || p.responses as usize >= cfg.max_pipeline.max(1));
+            && (p.file.is_some()
+                || p.responses as usize >= cfg.max_pipeline.max(1)
+                || out.len() >= room);
         p
     }
 
@@ -297,7 +323,10 @@ impl HttpConn {
                 }
             },
             State::Idle => {
-                if rest.is_empty() || p.responses as usize >= ctx.cfg.max_pipeline.max(1) {
+                if rest.is_empty()
+                    || p.responses as usize >= ctx.cfg.max_pipeline.max(1)
+                    || out.len() >= ctx.room
+                {
                     return false;
                 }
                 self.request(rest, out, ctx, p)

@@ -1,4 +1,4 @@
-//! The reactor's clock and its one timer structure.
+//! The loop's clock and its one timer structure.
 //!
 //! Time is read once per loop iteration (`Clock::tick`), as Redis caches
 //! its time: every deadline set during that iteration uses the same "now".

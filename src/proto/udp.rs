@@ -1,6 +1,7 @@
 //! UDP echo: each datagram back to its sender.
 //!
-//! A UDP socket has no connections, so it lives in the slab as one entry.
+//! A UDP socket has no connections, so it is one of the app's sources: the
+//! loop polls it, and calls `turn` when it is ready.
 //! Reads drain until `WouldBlock` (edge triggering gives no second event
 //! for datagrams already queued), at most `DATAGRAMS_PER_TICK` per turn.
 //! A reply that would block waits in a bounded queue; past its bound the
@@ -8,12 +9,13 @@
 //! must never block or grow without bound for it.
 
 use std::collections::VecDeque;
-use std::io::{self, ErrorKind};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 
 use log::{debug, trace};
 use mio::net::UdpSocket;
 
+use crate::core::Ready;
 use crate::stats::Stats;
 
 /// Datagrams read per loop iteration before yielding to other work.
@@ -36,17 +38,6 @@ pub struct UdpEcho {
     pub readable: bool,
     /// The socket can send, as far as we know.
     pub writable: bool,
-    /// On the reactor's ready list.
-    pub queued: bool,
-}
-
-/// What one turn of UDP work left behind.
-#[derive(Debug, PartialEq, Eq)]
-pub enum UdpTurn {
-    /// Everything readable was read.
-    Drained,
-    /// The per-turn cap was hit: more may be waiting.
-    MoreToRead,
 }
 
 impl UdpEcho {
@@ -58,7 +49,6 @@ impl UdpEcho {
             queue_cap,
             readable: true,
             writable: true,
-            queued: false,
         }
     }
 
@@ -112,14 +102,20 @@ impl UdpEcho {
         }
     }
 
-    /// Does what readiness allows: flush queued replies, then read and echo
-    /// up to `DATAGRAMS_PER_TICK` datagrams. `buf` is the reactor's shared
-    /// 64 KiB receive buffer.
-    pub fn turn(&mut self, buf: &mut [u8], stats: &mut Stats) -> io::Result<UdpTurn> {
+    /// Does what readiness allows (`ready`, and what earlier events said):
+    /// flush queued replies, then read and echo up to `DATAGRAMS_PER_TICK`
+    /// datagrams into `buf` (64 KiB, allocated on first use). True if
+    /// more may be waiting (the loop comes back next turn).
+    pub fn turn(&mut self, ready: Ready, buf: &mut Vec<u8>, stats: &mut Stats) -> bool {
+        self.readable |= ready.readable;
+        self.writable |= ready.writable;
+        if buf.is_empty() {
+            buf.resize(RECV_BUF, 0);
+        }
         self.flush(stats);
         for _ in 0..DATAGRAMS_PER_TICK {
             if !self.readable {
-                return Ok(UdpTurn::Drained);
+                return false;
             }
             match self.socket.recv_from(buf) {
                 Ok((n, from)) => {
@@ -135,10 +131,6 @@ impl UdpEcho {
                 Err(e) => debug!("udp receive error: {e}"),
             }
         }
-        Ok(if self.readable {
-            UdpTurn::MoreToRead
-        } else {
-            UdpTurn::Drained
-        })
+        self.readable
     }
 }

@@ -1,4 +1,5 @@
-//! Lines between event loops, for chat rooms that span them.
+//! Lines between the event loops of one process, for chat rooms that
+//! span them.
 //!
 //! With `--threads N` every loop has its own chat hub holding its own
 //! members. A line said in a room is delivered at once to the room's

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# User-space instructions per request, counted by callgrind: repeatable on
+# a noisy machine where seconds are not. The server runs under valgrind
+# twice, once for N1 and once for N2 requests from `reactor bench` (10
+# connections, closed loop); the difference of the two totals over N2 - N1
+# is the cost of one request with startup and shutdown taken out.
+#
+#   scripts/callgrind.sh                 # echo (64-byte messages) and HTTP keep-alive GET /
+#   WORKLOADS=http N1=2000 N2=12000 scripts/callgrind.sh
+#   SERVER_ARGS="--access-log /tmp/a.log" WORKLOADS=http scripts/callgrind.sh
+#
+# Environment: WORKLOADS ("echo http"), N1 (2000), N2 (12000), CONNS (10), BIN (the
+# release binary, built if missing), SERVER_ARGS (extra `reactor serve`
+# flags). Loopback only; ports from the OS. Prints one line per workload:
+# "<workload> <instructions per request> (<total N1> <total N2>)".
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
+
+WORKLOADS=${WORKLOADS:-echo http}
+N1=${N1:-2000}
+N2=${N2:-12000}
+BIN=${BIN:-$root/target/release/reactor}
+SERVER_ARGS=${SERVER_ARGS:-}
+CONNS=${CONNS:-10}
+command -v valgrind >/dev/null 2>&1 || die "valgrind is needed"
+[[ -x $BIN ]] || (cd "$root" && cargo build --release --bin reactor)
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/reactor-callgrind.XXXXXX")
+install_cleanup 'rm -rf "$tmp"'
+
+# count WORKLOAD N: total instructions of one server run answering N requests.
+count() {
+  local workload=$1 n=$2 port out srv
+  port=$(free_ports 1)
+  out=$tmp/cg.$workload.$n
+  # shellcheck disable=SC2086  # SERVER_ARGS split on purpose
+  case $workload in
+    echo) spawn "$tmp/log" valgrind --tool=callgrind --callgrind-out-file="$out" \
+      "$BIN" serve --echo "127.0.0.1:$port" --log-level warn $SERVER_ARGS ;;
+    http) spawn "$tmp/log" valgrind --tool=callgrind --callgrind-out-file="$out" \
+      "$BIN" serve --http "127.0.0.1:$port" --log-level warn $SERVER_ARGS ;;
+    *) die "unknown workload $workload (want echo or http)" ;;
+  esac
+  srv=$SPAWNED
+  wait_tcp "$port" "$srv" 60 || { cat "$tmp/log" >&2; die "server under valgrind did not start"; }
+  case $workload in
+    echo) "$BIN" bench echo "127.0.0.1:$port" -c "$CONNS" -n "$n" --size 64 -q >/dev/null ;;
+    http) "$BIN" bench http "http://127.0.0.1:$port/" -c "$CONNS" -n "$n" -q >/dev/null ;;
+  esac
+  stop_pid "$srv" TERM 60
+  awk '/^(summary|totals):/ {print $2; exit}' "$out"
+}
+
+for w in $WORKLOADS; do
+  a=$(count "$w" "$N1")
+  b=$(count "$w" "$N2")
+  awk -v w="$w" -v a="$a" -v b="$b" -v n1="$N1" -v n2="$N2" \
+    'BEGIN { printf "%s %.0f (%s %s)\n", w, (b - a) / (n2 - n1), a, b }'
+done
