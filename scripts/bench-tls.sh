@@ -28,7 +28,7 @@ done
 nginx -V 2>&1 | grep -q -- --with-http_ssl_module || die "nginx has no ssl module"
 (($(nproc) >= 2)) || die "needs 2 cores (server on 0, load on 1)"
 [[ $SKIP_BUILD == 1 ]] || cargo build --release --quiet
-reactor=$root/target/release/reactor
+reactor=$(release_bin)
 raise_nofile
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/reactor-bench-tls.XXXXXX")

@@ -38,7 +38,7 @@ if [[ $SKIP_BUILD != 1 ]]; then
   log "building reactor (release)"
   cargo build --release --quiet >&2
 fi
-reactor=${REACTOR_BIN:-$root/target/release/reactor}
+reactor=${REACTOR_BIN:-$(release_bin)}
 [[ -x $reactor ]] || die "missing $reactor"
 command -v taskset >/dev/null || die "taskset (util-linux) is needed"
 

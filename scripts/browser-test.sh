@@ -22,7 +22,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$root/scripts/lib.sh"
 
-BIN=${BIN:-$root/target/release/reactor}
+BIN=${BIN:-$(release_bin)}
 ARTIFACTS=${ARTIFACTS:-$root/target/browser-artifacts}
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 TIMEOUT=${TIMEOUT:-240}

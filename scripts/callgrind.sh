@@ -22,7 +22,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORKLOADS=${WORKLOADS:-echo http}
 N1=${N1:-2000}
 N2=${N2:-12000}
-BIN=${BIN:-$root/target/release/reactor}
+BIN=${BIN:-$(release_bin)}
 SERVER_ARGS=${SERVER_ARGS:-}
 CONNS=${CONNS:-10}
 command -v valgrind >/dev/null 2>&1 || die "valgrind is needed"

@@ -41,7 +41,7 @@ if [[ $SKIP_BUILD != 1 ]]; then
   log "building reactor (release)"
   cargo build --release --quiet >&2
 fi
-reactor=${REACTOR_BIN:-$root/target/release/reactor}
+reactor=${REACTOR_BIN:-$(release_bin)}
 [[ -x $reactor ]] || die "missing $reactor"
 [[ -x $PEERS_OUT/epoll_echo ]] || die "missing $PEERS_OUT/epoll_echo"
 

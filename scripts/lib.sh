@@ -21,6 +21,16 @@ repo_root() {
   git -C "$here" rev-parse --show-toplevel 2>/dev/null || (cd "$here/.." && pwd)
 }
 
+# target_dir: the directory cargo builds into here: CARGO_TARGET_DIR, a
+# `build.target-dir` in a cargo config, or target/ (cargo says which).
+target_dir() {
+  (cd "$(repo_root)" && cargo metadata --format-version 1 --no-deps) |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
+# release_bin: the release `reactor` binary cargo builds here.
+release_bin() { echo "$(target_dir)/release/reactor"; }
+
 # raise_nofile: soft open-files limit up to the hard limit.
 raise_nofile() { ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; }
 

@@ -83,8 +83,7 @@ reactor_bin() {
     return
   fi
   cargo build --release --quiet >&2
-  cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"] + "/release/reactor")'
+  release_bin
 }
 
 # doc_flags ARGS...: the flags of the scripts that write into

@@ -26,7 +26,7 @@ CONNS=${CONNS:-1000}
 RATE=${RATE:-200}
 MODES=${MODES:-H B X}
 PROBE_MAX_MS=${PROBE_MAX_MS:-1000}
-BIN=${BIN:-$root/target/release/reactor}
+BIN=${BIN:-$(release_bin)}
 XFAIL=${XFAIL:-}
 
 if ! command -v slowhttptest >/dev/null 2>&1; then

@@ -35,7 +35,7 @@ ECHO_RATE=${ECHO_RATE:-2000}
 HTTP_RATE=${HTTP_RATE:-1000}
 FILE_RATE=${FILE_RATE:-100}
 RSS_LIMIT_KIB=${RSS_LIMIT_KIB:-1024}
-BIN=${BIN:-$root/target/release/reactor}
+BIN=${BIN:-$(release_bin)}
 # Extra `reactor serve` flags, e.g. SERVER_ARGS="--idle-timeout 5s".
 SERVER_ARGS=${SERVER_ARGS:-}
 

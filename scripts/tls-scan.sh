@@ -21,7 +21,7 @@ if ! command -v testssl >/dev/null; then
 fi
 command -v jq >/dev/null || (apt-get install -y jq >&2)
 [[ ${SKIP_BUILD:-0} == 1 ]] || cargo build --release --quiet
-bin=$root/target/release/reactor
+bin=$(release_bin)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/reactor-tlsscan.XXXXXX")
 install_cleanup 'rm -rf "$tmp"'

@@ -21,7 +21,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Pinned: the checks rely on this version's client API (websockets.sync).
 WEBSOCKETS_VERSION=17.4
-BIN=${BIN:-$root/target/release/reactor}
+BIN=${BIN:-$(release_bin)}
 VENV=${VENV:-$root/target/ws-venv}
 TIMEOUT=${TIMEOUT:-180}
 

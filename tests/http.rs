@@ -325,6 +325,30 @@ fn files_have_content_type_by_extension() {
     finish(srv);
 }
 
+/// Promise: a redirect never leaves the site. `Location` is built from
+/// the normalised path, not the target as sent: `//evil.example/../sub`
+/// (which a browser would follow to another host) is sent to `/sub/`, and
+/// names are percent-encoded as the listing's links are.
+#[test]
+fn redirects_stay_on_the_site() {
+    let _g = shared();
+    let site = site();
+    let (srv, addr) = start_site(&site);
+    let mut c = HttpClient::connect(addr, "redirects");
+    for (target, want) in [
+        ("//evil.example/../sub", "/sub/"),
+        ("/./sub", "/sub/"),
+        ("/list/../sub", "/sub/"),
+        ("//sub", "/sub/"),
+    ] {
+        let r = c.roundtrip(&get(target));
+        assert_eq!(r.status, 301, "{target}: {:?}", r.status_line);
+        assert_eq!(r.header("location"), Some(want), "{target}");
+    }
+    drop(c);
+    finish(srv);
+}
+
 /// Promise: a directory without a trailing slash is 301 to the path with
 /// one; with it, `index.html` is served; without an index, a listing with
 /// HTML-escaped names.

@@ -243,3 +243,38 @@ fn bin_idle_timeout_flag() {
     let status = status.unwrap_or_else(|| panic!("still running 2 s after SIGTERM; log:\n{log}"));
     assert_eq!(status.code(), Some(0), "log:\n{log}");
 }
+
+/// Promise: CI and the scripts run the binary cargo actually built: with
+/// `CARGO_TARGET_DIR` set (a shared target directory), `release_bin` in
+/// `scripts/lib.sh` names it there, and `.ci/run` takes its binary from
+/// `release_bin` rather than from a fixed `target/`.
+#[test]
+fn ci_finds_the_binary_in_cargo_target_dir() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let elsewhere = std::env::temp_dir().join("reactor-shared-target");
+    let out = std::process::Command::new("bash")
+        .args(["-c", ". scripts/lib.sh && release_bin"])
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", &elsewhere)
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let named = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        named,
+        elsewhere.join("release/reactor").display().to_string()
+    );
+    let ci = std::fs::read_to_string(format!("{root}/.ci/run")).expect("read .ci/run");
+    assert!(
+        ci.contains("bin=$(release_bin)"),
+        ".ci/run does not use release_bin"
+    );
+    assert!(
+        !ci.contains("target/release/reactor"),
+        ".ci/run names target/release/reactor"
+    );
+}

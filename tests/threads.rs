@@ -102,3 +102,58 @@ fn chat_rooms_span_loops() {
     drop(members);
     srv.stop(Duration::from_secs(10));
 }
+
+/// Listening sockets on `port` (state LISTEN in `/proc/net/tcp`).
+fn listeners_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local = f.get(1).and_then(|a| a.rsplit(':').next());
+            let p = local.and_then(|p| u16::from_str_radix(p, 16).ok());
+            p == Some(port) && f.get(3) == Some(&"0A")
+        })
+        .count()
+}
+
+/// Promise: with `--threads 2`, every service asked for on port 0 gets one
+/// port, which both loops listen on: the TLS ones too (each loop once
+/// bound a port of its own for HTTPS and TLS echo).
+#[test]
+fn two_loops_share_every_port_tls_included() {
+    let dir = TempDir::new("threads-tls");
+    let (cert, key) = reactor::tls::write_self_signed(dir.path()).unwrap();
+    let mut bin = Bin::spawn(&[
+        "serve",
+        "--threads",
+        "2",
+        "--echo",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+        "--tls-echo",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let addrs: Vec<(&str, std::net::SocketAddr)> = ["echo", "https", "tls-echo"]
+        .into_iter()
+        .map(|service| (service, bin.listening(service, TIMEOUT).parse().unwrap()))
+        .collect();
+    // Every loop has bound its sockets once the server says it is ready.
+    assert!(wait_until(TIMEOUT, || bin.log_text().contains(": ready")));
+    for (service, addr) in addrs {
+        assert_eq!(
+            listeners_on(addr.port()),
+            2,
+            "{service} on {addr}: want both loops listening there; log:\n{}",
+            bin.log_text()
+        );
+    }
+    bin.signal("TERM");
+    assert!(bin.wait_exit(TIMEOUT).is_some_and(|s| s.success()));
+}

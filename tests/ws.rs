@@ -311,6 +311,31 @@ fn bad_handshakes_are_refused_with_their_status() {
     }
 }
 
+/// Promise: `HEAD /ws` is answered as `GET /ws` would be (without an
+/// upgrade, 426; with one, 400: HEAD cannot switch protocols), but with
+/// no body, then the connection closes.
+#[test]
+fn head_of_the_websocket_path_has_no_body() {
+    let site = start_site(|_| {});
+    for (what, extra, want) in [
+        ("plain HEAD", "", 426),
+        ("HEAD asking to upgrade", GOOD, 400),
+    ] {
+        let mut s = connect(site.http);
+        write!(s, "HEAD /ws HTTP/1.1\r\nHost: t\r\n{extra}\r\n").unwrap();
+        let (status, h) = read_head(&mut s);
+        assert_eq!(status, want, "{what}");
+        assert_eq!(header(&h, "connection"), Some("close"), "{what}");
+        let (rest, end) = read_to_end(&mut s, what);
+        assert!(
+            rest.is_empty(),
+            "{what}: {} bytes after the head",
+            rest.len()
+        );
+        assert_eq!(end, End::Eof, "{what}: not closed");
+    }
+}
+
 /// Promise: requests pipelined before the upgrade are answered in order;
 /// frames sent right behind the handshake are not lost.
 #[test]
@@ -329,6 +354,28 @@ fn frames_right_behind_the_handshake_are_read() {
     let mut ws = Ws::over(s);
     ws.until(|t| t.starts_with("* welcome"));
     ws.until(|t| t.contains("you are now early"));
+}
+
+/// Promise: once the handshake is answered, what follows it in the same
+/// read is WebSocket, whole or cut: half a frame right behind the
+/// handshake is kept and completed by the next bytes, and never parsed as
+/// HTTP (no `400` in the frame stream).
+#[test]
+fn half_a_frame_behind_the_handshake_stays_websocket() {
+    let site = start_site(|_| {});
+    let mut s = connect(site.http);
+    let whole = text("/nick halves");
+    let (first, second) = whole.split_at(whole.len() / 2);
+    let mut burst = upgrade_request(GOOD).into_bytes();
+    burst.extend_from_slice(first);
+    s.write_all(&burst).unwrap();
+    assert_eq!(read_head(&mut s).0, 101);
+    let mut ws = Ws::over(s);
+    assert!(ws.recv().text().starts_with("* welcome"));
+    ws.s.write_all(second).unwrap();
+    let f = ws.recv();
+    assert_eq!(f.opcode, 1, "a text frame, not {:?}", f.text());
+    assert_eq!(f.text(), "* you are now halves");
 }
 
 // ------------------------------------------------------------ chat

@@ -63,6 +63,10 @@ pub const FD_RESERVE: usize = 32;
 const POOL_KEEP: usize = 256;
 /// Events taken from the kernel per poll.
 const EVENT_BATCH: usize = 1024;
+/// Bytes read between two looks at the memory cap within a turn: a turn
+/// with many busy connections cannot overshoot the cap by more than what
+/// this much input makes them hold.
+const MEMORY_STEP: u64 = 256 * 1024;
 
 /// Stops a running loop from another thread, as SIGTERM would.
 #[derive(Clone, Debug)]
@@ -114,11 +118,15 @@ pub struct Reactor<A: App> {
     abort: bool,
     /// When the housekeeping tick runs next.
     next_cron: Millis,
-    /// The memory cap was passed and the loop has not got back under it
-    /// yet (one log line per episode).
-    over_memory: bool,
+    /// The memory episode under way: when the memory cap was last found
+    /// passed, and how many connections it has evicted (one log line when
+    /// it begins and one when it ends).
+    over_memory: Option<(Millis, u64)>,
     /// How many loops share the limits (`max_conns` is split over them).
     loops: usize,
+    /// When the loop has read this many bytes, it looks at the memory cap
+    /// again without waiting for the end of the turn.
+    memory_check_at: u64,
 }
 
 impl<A: App> Reactor<A> {
@@ -149,8 +157,9 @@ impl<A: App> Reactor<A> {
             stop: Arc::new(AtomicBool::new(false)),
             abort: false,
             next_cron: 0,
-            over_memory: false,
+            over_memory: None,
             loops,
+            memory_check_at: MEMORY_STEP,
         })
     }
 
@@ -228,10 +237,7 @@ impl<A: App> Reactor<A> {
             self.flush_fanout();
         }
         self.app.before_sleep(&mut self.core);
-        let cap = self.core.limits.max_client_memory;
-        if cap != 0 && (self.over_memory || memory::held_by_connections(&self.core.pool) > cap) {
-            self.hold_memory_cap(cap);
-        }
+        self.check_memory();
         if !self.core.closed.is_empty() {
             self.free_closed();
         }
@@ -262,29 +268,52 @@ impl<A: App> Reactor<A> {
         self.retry_accepts_now();
     }
 
-    /// Past the memory cap `cap`, evicts the connections holding the most
-    /// until the whole is back under it; logs once when an episode begins
-    /// and once when it ends.
-    #[inline(never)]
-    fn hold_memory_cap(&mut self, cap: usize) {
-        let held = memory::held_by_connections(&self.core.pool);
-        if held <= cap {
-            self.over_memory = false;
-            info!("memory: connections hold {held} bytes, under the cap of {cap} again");
-            return;
+    /// Holds the memory cap: an O(1) look at what the connections hold,
+    /// before every sleep and every `MEMORY_STEP` of input within a turn.
+    #[inline]
+    fn check_memory(&mut self) {
+        let cap = self.core.limits.max_client_memory;
+        if cap != 0 && memory::held_by_connections(&self.core.pool) > cap {
+            self.evict_largest(cap);
         }
-        if !self.over_memory {
-            self.over_memory = true;
+    }
+
+    /// Past the memory cap `cap`, evicts the connections holding the most
+    /// until the whole is a tenth under it (so the ones left can go on
+    /// filling their own caps without setting it off again at once).
+    #[inline(never)]
+    fn evict_largest(&mut self, cap: usize) {
+        let now = self.core.now();
+        let held = memory::held_by_connections(&self.core.pool);
+        let (_, mut evicted) = self.over_memory.unwrap_or_else(|| {
             self.core.counters.memory_episodes += 1;
             warn!(
                 "memory: connections hold {held} bytes, over --max-client-memory {cap}: evicting the largest"
             );
-        }
+            (now, 0)
+        });
+        let target = cap - cap / 10;
         for key in memory::largest(&self.core.slab) {
-            if memory::held_by_connections(&self.core.pool) <= cap {
+            if memory::held_by_connections(&self.core.pool) <= target {
                 break;
             }
             drive::evict(&mut self.app, &mut self.core, key);
+            evicted += 1;
+        }
+        self.over_memory = Some((now, evicted));
+    }
+
+    /// Ends the memory episode once a whole second has passed without the
+    /// cap being found passed, with one line saying what it took.
+    fn end_memory_episode(&mut self, now: Millis) {
+        if let Some((last, evicted)) = self.over_memory
+            && now.saturating_sub(last) >= 1000
+        {
+            self.over_memory = None;
+            let held = memory::held_by_connections(&self.core.pool);
+            info!(
+                "memory: back under --max-client-memory ({held} bytes held) after evicting {evicted} connections"
+            );
         }
     }
 
@@ -403,6 +432,12 @@ impl<A: App> Reactor<A> {
                 c.link.writable |= ready.writable;
                 c.link.peer_closed |= read_closed;
                 drive::drive(&mut self.app, &mut self.core, key);
+                // What peers make the loop hold grows with what it reads:
+                // within a turn, look again after every MEMORY_STEP read.
+                if self.core.counters.bytes_in >= self.memory_check_at {
+                    self.memory_check_at = self.core.counters.bytes_in + MEMORY_STEP;
+                    self.check_memory();
+                }
             }
             Some(Slot::InHand) => debug!("event for token {key} during its own turn: ignored"),
         }
@@ -513,6 +548,7 @@ impl<A: App> Reactor<A> {
     fn cron(&mut self, now: Millis) {
         self.next_cron = now + CRON_MS;
         self.app.cron(&mut self.core);
+        self.end_memory_episode(now);
         if now / 1000 != (now - CRON_MS.min(now)) / 1000 {
             self.core.pool.trim();
             self.compact_timers();

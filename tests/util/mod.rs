@@ -402,8 +402,10 @@ pub fn strip_ansi(s: &str) -> String {
     out
 }
 
-pub fn bin_path() -> &'static str {
-    env!("CARGO_BIN_EXE_reactor")
+/// The `reactor` binary under test: `REACTOR_BIN` if set (to run a test
+/// against another build), else the one cargo built for the tests.
+pub fn bin_path() -> String {
+    std::env::var("REACTOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_reactor").to_string())
 }
 
 impl Bin {

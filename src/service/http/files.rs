@@ -41,8 +41,6 @@ pub(crate) const MAX_LISTED: usize = 10_000;
 pub(crate) struct Reply<'a, 'r> {
     /// The parsed request (method and conditional headers).
     pub req: &'a Request<'r>,
-    /// The path part of the target as sent (for a redirect's `Location`).
-    pub raw_path: &'a str,
     /// The cached `Date` value.
     pub date: &'a [u8],
     /// The `Connection` header to send.
@@ -75,7 +73,7 @@ pub(crate) fn serve(
     };
     if meta.is_dir() {
         if !clean.dir {
-            redirect(reply, out);
+            redirect(&clean.path, reply, out);
             return None;
         }
         if let Some((index, meta)) = confine(&root, found.join("index.html"))
@@ -115,12 +113,19 @@ fn confine(root: &Path, path: PathBuf) -> Option<(PathBuf, Metadata)> {
     Some((canon, meta))
 }
 
-/// 301 to the same path with a trailing slash.
-fn redirect(reply: &Reply<'_, '_>, out: &mut Vec<u8>) {
+/// 301 to the directory `path` (normalised, decoded) with a trailing
+/// slash. The `Location` is built from the normalised path, segment by
+/// segment, percent-encoded, never from the target as sent: a target like
+/// `//evil.example/../sub` must not become a `Location` that a browser
+/// reads as another host.
+fn redirect(path: &[u8], reply: &Reply<'_, '_>, out: &mut Vec<u8>) {
     const BODY: &[u8] = b"301 Moved Permanently\n";
     response::start(out, 301, reply.date);
     out.extend_from_slice(b"Location: ");
-    out.extend_from_slice(reply.raw_path.as_bytes());
+    for segment in path.split(|&b| b == b'/').filter(|s| !s.is_empty()) {
+        out.push(b'/');
+        encode_segment(segment, out);
+    }
     out.extend_from_slice(b"/\r\n");
     content(out, Some(TEXT), BODY.len() as u64);
     finish(out, reply.conn);

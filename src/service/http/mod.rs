@@ -393,7 +393,7 @@ impl HttpConn {
         if req.expect_continue && self.state != State::Idle && conn.keeps() {
             out.extend_from_slice(CONTINUE);
         }
-        p.file = respond(req, &clean, raw_path, conn, out, ctx);
+        p.file = respond(req, &clean, conn, out, ctx);
         if !conn.keeps() {
             p.verdict = Verdict::Close;
         }
@@ -471,7 +471,6 @@ impl HttpConn {
 fn respond(
     req: &Request<'_>,
     clean: &Clean<'_>,
-    raw_path: &str,
     conn: Conn,
     out: &mut Vec<u8>,
     ctx: &Ctx<'_>,
@@ -502,7 +501,6 @@ fn respond(
             Some(root) => {
                 let reply = files::Reply {
                     req,
-                    raw_path,
                     date: ctx.date,
                     conn,
                 };

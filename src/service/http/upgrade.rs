@@ -23,14 +23,18 @@ pub(super) fn handshake(
     let up = &req.upgrade;
     let version_ok = up.version == Some(b"13");
     let key = up.key.filter(|k| !up.duplicate_key && ws::valid_key(k));
-    let refusal: Option<(u16, Headers<'_>)> = if req.method != Method::Get || req.http10 {
+    let head = req.method == Method::Head;
+    let refusal: Option<(u16, Headers<'_>)> = if !(head || req.method == Method::Get) || req.http10
+    {
         Some((400, &[])) // the handshake is an HTTP/1.1 GET
     } else if !up.websocket {
-        // A plain GET of a WebSocket resource: say what it needs.
+        // A plain GET (or HEAD) of a WebSocket resource: say what it needs.
         Some((
             426,
             &[("Upgrade", b"websocket"), ("Sec-WebSocket-Version", b"13")],
         ))
+    } else if head {
+        Some((400, &[])) // HEAD cannot switch protocols
     } else if !version_ok {
         Some((426, &[("Sec-WebSocket-Version", b"13")]))
     } else if !up.connection || key.is_none() || req.framing != Framing::None {
@@ -41,7 +45,7 @@ pub(super) fn handshake(
         None
     };
     if let Some((status, extra)) = refusal {
-        response::error_with(out, status, date, extra, false, Conn::Close);
+        response::error_with(out, status, date, extra, head, Conn::Close);
         return false;
     }
     let accept = ws::accept_key(key.unwrap_or_default());
