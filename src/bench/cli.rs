@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::cli::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_size};
 
 /// Drive a server with load and report throughput and latency honestly.
 #[derive(Debug, Args)]
