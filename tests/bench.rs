@@ -518,3 +518,110 @@ fn ws_against_a_plain_page_is_a_status_error() {
     t.join().unwrap().unwrap();
     assert_eq!(r.m.rec.errors.get(Kind::Status), 2, "{:?}", r.m.rec.errors);
 }
+
+/// The sibling modules `src` (one file of `src/bench/`, its tests cut
+/// off) names through `super::`: `use super::{a, b::c}`, `super::a::f()`.
+/// A name that is not a module of `mods` (an item of `mod.rs`) counts as
+/// `mod`.
+fn sibling_uses(src: &str, mods: &[String]) -> std::collections::BTreeSet<String> {
+    let src = src.split("#[cfg(test)]").next().unwrap_or(src);
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = std::collections::BTreeSet::new();
+    let mut add = |name: String| {
+        if name.is_empty() || name == "self" {
+            return;
+        }
+        out.insert(if mods.contains(&name) {
+            name
+        } else {
+            "mod".into()
+        });
+    };
+    for (i, _) in src.match_indices("super::") {
+        let rest = &src[i + "super::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // Top-level items of the group: the first name of each.
+            let (mut depth, mut item_start) = (0, true);
+            for (j, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && (c.is_ascii_alphanumeric() || c == '_') => {
+                        add(ident(&group[j..]));
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            add(ident(rest));
+        }
+    }
+    out
+}
+
+/// Promise: inside `src/bench/` imports run one way (no module cycle, and
+/// `mod.rs` only dispatches: no child imports from it), and `bench` never
+/// imports `crate::cli`, which imports `bench`.
+#[test]
+fn bench_modules_import_one_way() {
+    use std::collections::BTreeMap;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bench");
+    let mut files = BTreeMap::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "rs") {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            files.insert(name, std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    let mods: Vec<String> = files.keys().filter(|n| *n != "mod").cloned().collect();
+    assert!(mods.len() > 10, "found the modules: {mods:?}");
+    let mut graph = BTreeMap::new();
+    for (name, src) in &files {
+        assert!(
+            !src.contains("crate::cli"),
+            "bench/{name}.rs imports crate::cli"
+        );
+        if name != "mod" {
+            let uses = sibling_uses(src, &mods);
+            assert!(!uses.contains("mod"), "bench/{name}.rs imports from mod.rs");
+            graph.insert(name.clone(), uses);
+        }
+    }
+    // Depth-first search; a module met again on the current path closes
+    // a cycle.
+    fn visit<'a>(
+        n: &'a str,
+        g: &'a BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut std::collections::BTreeSet<&'a str>,
+    ) {
+        if done.contains(n) {
+            return;
+        }
+        if let Some(at) = path.iter().position(|p| *p == n) {
+            panic!("an import cycle: {} -> {n}", path[at..].join(" -> "));
+        }
+        path.push(n);
+        for m in g.get(n).into_iter().flatten() {
+            visit(m, g, path, done);
+        }
+        path.pop();
+        done.insert(n);
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for n in graph.keys() {
+        visit(n, &graph, &mut Vec::new(), &mut done);
+    }
+    // The scanner itself: it sees a group, a path and a cycle.
+    let m = vec!["a".to_string(), "b".to_string()];
+    let seen = sibling_uses("use super::{a::X, b};\nfn f() { super::Kind::A; }", &m);
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["a", "b", "mod"]);
+}

@@ -18,10 +18,11 @@ use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 
 use super::cli::{ChatArgs, WsArgs};
+use super::kind::{self, Kind};
+use super::net;
 use super::record::Recorder;
 use super::report::Report;
 use super::run::{self, Plan, Schedule, Setup, ThreadOut};
-use super::{BenchError, Kind, net};
 
 /// Lines per second when no --rate is given.
 const DEFAULT_RATE: f64 = 1000.0;
@@ -88,15 +89,15 @@ pub fn classify(line: &[u8]) -> Line {
 }
 
 /// Runs the chat workload (one thread: the members share one loop).
-pub fn bench(a: &ChatArgs) -> Result<Report, BenchError> {
+pub fn bench(a: &ChatArgs) -> crate::Result<Report> {
     workload(a, Wire::Lines, "chat", a.addr.to_string())
 }
 
 /// Runs the chat workload over WebSocket (`reactor bench ws URL`).
-pub fn bench_ws(a: &WsArgs) -> Result<Report, BenchError> {
+pub fn bench_ws(a: &WsArgs) -> crate::Result<Report> {
     let url = a.url.replacen("ws://", "http://", 1);
     let url =
-        super::http::parse_url(&url).map_err(|e| BenchError(e.replace("http://", "ws://")))?;
+        super::http::parse_url(&url).map_err(|e| kind::config(e.replace("http://", "ws://")))?;
     let upgrade = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -111,12 +112,7 @@ pub fn bench_ws(a: &WsArgs) -> Result<Report, BenchError> {
 }
 
 /// The chat workload over `wire`, named `name` in the report.
-fn workload(
-    a: &ChatArgs,
-    wire: Wire,
-    name: &'static str,
-    target: String,
-) -> Result<Report, BenchError> {
+fn workload(a: &ChatArgs, wire: Wire, name: &'static str, target: String) -> crate::Result<Report> {
     let mut c = a.common.clone();
     c.rate = Some(c.rate.unwrap_or(DEFAULT_RATE));
     let k = c.conns.max(2);

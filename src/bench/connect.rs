@@ -4,10 +4,9 @@
 
 use serde_json::json;
 
-use super::BenchError;
-use super::Kind;
 use super::cli::ConnectArgs;
 use super::driver::{self, Parser, Spec};
+use super::kind::Kind;
 use super::report::Report;
 
 /// Counts greeting bytes; the EOF completes the cycle.
@@ -40,7 +39,7 @@ impl Parser for GreetParser {
 }
 
 /// Runs the connect workload.
-pub fn bench(a: &ConnectArgs) -> Result<Report, BenchError> {
+pub fn bench(a: &ConnectArgs) -> crate::Result<Report> {
     let spec = Spec {
         addr: a.addr,
         request: Vec::new(),

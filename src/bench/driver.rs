@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::Kind;
+use super::kind::Kind;
 use super::net;
 use super::record::Recorder;
 use super::run::{self, Clock, Plan, Schedule, Sleeper, ThreadOut};
@@ -150,7 +150,7 @@ struct Driver<P> {
 pub fn drive<P: Parser + Clone + Send + Sync + 'static>(
     spec: Spec<P>,
     c: &super::cli::Common,
-) -> Result<run::Merged, super::BenchError> {
+) -> crate::Result<run::Merged> {
     let setup = run::Setup {
         common: c,
         conns: c.conns,

@@ -6,10 +6,9 @@
 
 use serde_json::json;
 
-use super::BenchError;
-use super::Kind;
 use super::cli::{EchoArgs, TcpArgs};
 use super::driver::{self, Parser, Spec};
+use super::kind::{self, Kind};
 use super::report::Report;
 
 /// The message: printable bytes, a newline at the end (so line-based
@@ -90,9 +89,9 @@ impl Parser for EchoParser {
 }
 
 /// Runs the echo workload.
-pub fn bench(a: &EchoArgs) -> Result<Report, BenchError> {
+pub fn bench(a: &EchoArgs) -> crate::Result<Report> {
     if a.size == 0 {
-        return Err(BenchError("--size must be at least 1".into()));
+        return Err(kind::config("--size must be at least 1"));
     }
     let msg = payload(a.size);
     let config = json!({ "size": a.size, "depth": a.depth.max(1) });
@@ -108,7 +107,7 @@ pub fn bench(a: &EchoArgs) -> Result<Report, BenchError> {
 }
 
 /// Runs the fixed request/answer workload.
-pub fn bench_tcp(a: &TcpArgs) -> Result<Report, BenchError> {
+pub fn bench_tcp(a: &TcpArgs) -> crate::Result<Report> {
     let config = json!({
         "send": String::from_utf8_lossy(&a.send.0),
         "expect": String::from_utf8_lossy(&a.expect.0),
@@ -128,7 +127,7 @@ fn fixed(
     depth: usize,
     c: &super::cli::Common,
     config: serde_json::Value,
-) -> Result<Report, BenchError> {
+) -> crate::Result<Report> {
     let spec = Spec {
         addr,
         parser: EchoParser::new(answer),

@@ -8,10 +8,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use serde_json::json;
 
-use super::BenchError;
-use super::Kind;
 use super::cli::HttpArgs;
 use super::driver::{self, Parser, Spec};
+use super::kind::{self, Kind};
 use super::report::Report;
 
 /// Longest response head accepted.
@@ -253,8 +252,8 @@ impl Parser for HttpParser {
 }
 
 /// Runs the HTTP workload.
-pub fn bench(a: &HttpArgs) -> Result<Report, BenchError> {
-    let url = parse_url(&a.url).map_err(BenchError)?;
+pub fn bench(a: &HttpArgs) -> crate::Result<Report> {
+    let url = parse_url(&a.url).map_err(kind::config)?;
     let depth = if a.close { 1 } else { a.depth.max(1) };
     let spec = Spec {
         addr: url.addr,

@@ -10,14 +10,15 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::cli::IdleArgs;
+use super::kind::Kind;
+use super::net;
 use super::procstat;
 use super::record::Recorder;
 use super::report::Report;
 use super::run::{Merged, Second};
-use super::{BenchError, Kind, net};
 
 /// Runs the idle workload.
-pub fn bench(a: &IdleArgs) -> Result<Report, BenchError> {
+pub fn bench(a: &IdleArgs) -> crate::Result<Report> {
     let c = &a.common;
     let hello = a
         .hello

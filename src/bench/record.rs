@@ -6,17 +6,8 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use super::Kind;
-
-/// Largest latency a histogram holds (one hour, in ns); larger saturate.
-const HIGHEST_NS: u64 = 3_600_000_000_000;
-
-/// A histogram of nanoseconds, 1 µs resolution, 3 significant figures.
-pub fn histogram() -> Histogram<u64> {
-    // Bounds are constants that satisfy the crate's preconditions.
-    Histogram::new_with_bounds(1_000, HIGHEST_NS, 3)
-        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!("sigfig 3 is valid")))
-}
+use super::hist::histogram;
+use super::kind::Kind;
 
 /// Failures by kind, indexed like [`Kind::ALL`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

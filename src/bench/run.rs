@@ -7,11 +7,12 @@ use std::io::{self, IsTerminal, Write};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use super::BenchError;
 use super::cli::Common;
+use super::hist::histogram;
+use super::kind;
 use super::procstat::{self, ProcSample};
-use super::record::{Recorder, Tick, histogram};
-use super::report::{self, Report};
+use super::record::{Recorder, Tick};
+use super::text::fmt_ns;
 
 /// Nanoseconds since the run's base instant.
 #[derive(Clone, Copy, Debug)]
@@ -374,7 +375,7 @@ pub struct Setup<'a> {
 }
 
 /// Runs `work` on each thread with its plan; merges and collects.
-pub fn drive<F>(setup: Setup<'_>, work: F) -> Result<Merged, BenchError>
+pub fn drive<F>(setup: Setup<'_>, work: F) -> crate::Result<Merged>
 where
     F: Fn(Plan) -> io::Result<ThreadOut> + Send + Sync + Clone + 'static,
 {
@@ -414,7 +415,7 @@ where
         let h = std::thread::Builder::new()
             .name(format!("bench-{t}"))
             .spawn(move || w(plan))
-            .map_err(|e| BenchError(format!("cannot start a thread: {e}")))?;
+            .map_err(|e| kind::io("cannot start a thread", e))?;
         handles.push(h);
     }
     drop(tx);
@@ -432,8 +433,8 @@ where
     for h in handles {
         match h.join() {
             Ok(Ok(o)) => outs.push(o),
-            Ok(Err(e)) => return Err(BenchError(format!("load thread failed: {e}"))),
-            Err(_) => return Err(BenchError("a load thread panicked".into())),
+            Ok(Err(e)) => return Err(kind::io("load thread failed", e)),
+            Err(_) => return Err(kind::io("load thread", io::Error::other("panicked"))),
         }
     }
     Ok(col.merge(outs, from, until))
@@ -540,7 +541,7 @@ impl Collector {
                 server_cpu,
             };
             if self.ticker {
-                eprint!("\r\x1b[K{}", report::ticker_line(&s));
+                eprint!("\r\x1b[K{}", ticker_line(&s));
                 let _ = io::stderr().flush();
             }
             self.series.push(s);
@@ -597,6 +598,19 @@ impl Collector {
     }
 }
 
+/// The one-line live ticker for second `s`.
+fn ticker_line(s: &Second) -> String {
+    format!(
+        "[{:>4}s] {:>10} req/s  p50 {:>8}  p99 {:>8}  errors {}{}",
+        s.sec + 1,
+        s.requests,
+        fmt_ns(s.p50),
+        fmt_ns(s.p99),
+        s.errors,
+        if s.warmup { "  (warmup)" } else { "" }
+    )
+}
+
 /// An empty second.
 fn empty_tick(sec: u32) -> Tick {
     Tick {
@@ -607,22 +621,6 @@ fn empty_tick(sec: u32) -> Tick {
         errors: 0,
         hist: histogram(),
     }
-}
-
-/// Reports a finished run: summary, JSON, plot.
-pub fn finish(r: Report, c: &Common) -> Result<super::Outcome, BenchError> {
-    print!("{}", report::summary(&r));
-    if let Some(path) = &c.json {
-        let text = serde_json::to_string_pretty(&report::to_json(&r))
-            .map_err(|e| BenchError(format!("cannot encode the JSON: {e}")))?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| BenchError(format!("cannot write {}: {e}", path.display())))?;
-    }
-    if let Some(path) = &c.plot {
-        std::fs::write(path, super::plot::svg(&r))
-            .map_err(|e| BenchError(format!("cannot write {}: {e}", path.display())))?;
-    }
-    Ok(super::Outcome::Done)
 }
 
 #[cfg(test)]

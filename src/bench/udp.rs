@@ -13,10 +13,11 @@ use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 
 use super::cli::UdpArgs;
+use super::kind::{self, Kind};
+use super::net;
 use super::record::Recorder;
 use super::report::Report;
 use super::run::{self, Plan, Schedule, Setup, ThreadOut};
-use super::{BenchError, Kind, net};
 
 /// Header bytes: sequence number, intended time, send time (u64 each).
 const HEADER: usize = 24;
@@ -63,9 +64,9 @@ impl Seen {
 }
 
 /// Runs the UDP workload.
-pub fn bench(a: &UdpArgs) -> Result<Report, BenchError> {
+pub fn bench(a: &UdpArgs) -> crate::Result<Report> {
     if a.size < HEADER {
-        return Err(BenchError(format!("--size must be at least {HEADER}")));
+        return Err(kind::config(format!("--size must be at least {HEADER}")));
     }
     let mut c = a.common.clone();
     c.rate = Some(c.rate.unwrap_or(DEFAULT_RATE));
