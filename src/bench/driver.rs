@@ -318,7 +318,12 @@ impl<P: Parser + Clone> Driver<P> {
     /// Takes due arrivals into the backlog and fills free slots.
     fn dispatch(&mut self, now: u64) {
         if let Some(s) = &mut self.sched {
-            while !self.stopping && s.peek() <= now {
+            // With `-n`, the schedule holds only the arrivals still to
+            // start: a loop that wakes late must not take more.
+            let room = |backlog: &VecDeque<u64>| {
+                self.quota.is_none_or(|q| (backlog.len() as u64) < q)
+            };
+            while !self.stopping && s.peek() <= now && room(&self.backlog) {
                 self.rec.lagged(now, s.peek());
                 self.backlog.push_back(s.peek());
                 s.advance();

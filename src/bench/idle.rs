@@ -62,6 +62,7 @@ pub fn bench(a: &IdleArgs) -> crate::Result<Report> {
         thread_busy: vec![0.0],
         thread_wait: vec![0.0],
         thread_spin: vec![0.0],
+        thread_sleeps: vec![0],
         window_s,
         series: Vec::<Second>::new(),
         server,

@@ -358,7 +358,7 @@ pub fn to_json(r: &Report) -> Value {
         "generator": {
             "thread_cpu_busy": r.m.thread_busy, "busy_limit": BUSY_LIMIT,
             "thread_cpu_wait": r.m.thread_wait, "wait_limit": WAIT_LIMIT,
-            "thread_cpu_spin": r.m.thread_spin,
+            "thread_cpu_spin": r.m.thread_spin, "thread_sleeps": r.m.thread_sleeps,
         },
         "server": server,
         "series": series,

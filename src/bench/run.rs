@@ -79,6 +79,9 @@ pub struct Sleeper {
     /// Time spent in zero-timeout polls that returned no event, since
     /// `from` (ns).
     pub spun_ns: u64,
+    /// Waits since `from` that went to sleep (a poll with a timeout);
+    /// never any with `--busy-poll`.
+    pub sleeps: u64,
 }
 
 impl Sleeper {
@@ -115,6 +118,7 @@ impl Sleeper {
             busy,
             from,
             spun_ns: 0,
+            sleeps: 0,
         })
     }
 
@@ -160,6 +164,9 @@ impl Sleeper {
         {
             t.set(left)?;
             self.armed = deadline;
+        }
+        if now >= self.from {
+            self.sleeps += 1;
         }
         poll_once(poll, events, Duration::from_nanos(left))
     }
@@ -235,6 +242,8 @@ pub struct ThreadOut {
     /// Of its CPU time, the part spent spinning in polls that found
     /// nothing (ns): idle, though the CPU counts it.
     pub spin_ns: u64,
+    /// Times it went to sleep in `poll`.
+    pub sleeps: u64,
     /// When it stopped starting requests (ns).
     pub stop_at: u64,
     /// When it finished draining (ns).
@@ -260,6 +269,7 @@ impl ThreadOut {
             cpu_ns: run_ns.saturating_sub(run0),
             wait_ns: wait_ns.saturating_sub(wait0),
             spin_ns: sleeper.spun_ns,
+            sleeps: sleeper.sleeps,
             stop_at: stop_at.min(end_at),
             end_at,
         }
@@ -354,6 +364,8 @@ pub struct Merged {
     pub thread_spin: Vec<f64>,
     /// Each thread's share of the run spent waiting for a CPU.
     pub thread_wait: Vec<f64>,
+    /// How many times each thread went to sleep in `poll`.
+    pub thread_sleeps: Vec<u64>,
     /// The measured window (s): warmup end to stop.
     pub window_s: f64,
     /// The per-second series.
@@ -562,6 +574,7 @@ impl Collector {
         let mut thread_busy = Vec::new();
         let mut thread_wait = Vec::new();
         let mut thread_spin = Vec::new();
+        let mut thread_sleeps = Vec::new();
         for o in &outs {
             rec.merge(&o.rec);
             stop = stop.max(o.stop_at);
@@ -570,6 +583,7 @@ impl Collector {
             thread_busy.push((o.cpu_ns - spin) as f64 / span);
             thread_spin.push(spin as f64 / span);
             thread_wait.push(o.wait_ns as f64 / span);
+            thread_sleeps.push(o.sleeps);
         }
         let now = self.clock.now();
         if let Some(pid) = self.pid {
@@ -590,6 +604,7 @@ impl Collector {
             thread_busy,
             thread_wait,
             thread_spin,
+            thread_sleeps,
             window_s: window_ns as f64 / 1e9,
             series: self.series,
             server,
