@@ -636,3 +636,41 @@ fn bench_modules_import_one_way() {
     let seen = sibling_uses("use super::{a::X, b};\nfn f() { super::Kind::A; }", &m);
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["a", "b", "mod"]);
 }
+
+/// A UDP port nobody listens on (bound, then closed).
+fn closed_udp_port() -> String {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().to_string()
+}
+
+/// Bug: against a closed port, each datagram's failure was counted more
+/// than once (a refusal as a read error, then the same datagram as lost),
+/// and one whose send failed was lost too. One datagram, one outcome:
+/// refused (a `connect` error, from the ICMP port unreachable), not sent
+/// (`write`), or lost (`timeout`), and together exactly what was sent.
+#[test]
+fn udp_each_datagram_has_one_outcome() {
+    let addr = closed_udp_port();
+    let r = bench(&[
+        "udp",
+        &addr,
+        "-c",
+        "2",
+        "--rate",
+        "1000",
+        "-d",
+        "0.5",
+        "--timeout",
+        "200ms",
+        "-q",
+    ]);
+    let (e, x) = (&r.m.rec.errors, &r.m.rec.extra);
+    let sent = x["sent"];
+    assert!(sent >= 400, "{x:?}");
+    assert_eq!(r.m.rec.requests, 0);
+    assert_eq!(e.total(), sent + e.get(Kind::Write), "{e:?} for {x:?}");
+    assert!(e.get(Kind::Connect) > 0, "the port refused them: {e:?}");
+    assert_eq!(e.get(Kind::Connect), x["refused"], "{e:?} {x:?}");
+    assert_eq!(e.get(Kind::Timeout), x["lost"], "{e:?} {x:?}");
+    assert_eq!(e.get(Kind::Read), 0, "{e:?}");
+}

@@ -320,9 +320,8 @@ impl<P: Parser + Clone> Driver<P> {
         if let Some(s) = &mut self.sched {
             // With `-n`, the schedule holds only the arrivals still to
             // start: a loop that wakes late must not take more.
-            let room = |backlog: &VecDeque<u64>| {
-                self.quota.is_none_or(|q| (backlog.len() as u64) < q)
-            };
+            let room =
+                |backlog: &VecDeque<u64>| self.quota.is_none_or(|q| (backlog.len() as u64) < q);
             while !self.stopping && s.peek() <= now && room(&self.backlog) {
                 self.rec.lagged(now, s.peek());
                 self.backlog.push_back(s.peek());
