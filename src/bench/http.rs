@@ -107,7 +107,8 @@ impl Default for HttpParser {
     }
 }
 
-/// A parsed head: its length, the body to expect, the status's verdict.
+/// A parsed head: its length, the body to expect (`Part::Head` after an
+/// interim 1xx: another head follows), the status's verdict.
 type Head = (usize, Part, Result<(), Kind>);
 
 /// Parses one head: Some(head), None if incomplete, Err if unparsable (or
@@ -131,6 +132,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Kind> {
     } else {
         Err(Kind::Status)
     };
+    // RFC 9112 6.3: whatever Content-Length says, no body follows a 1xx,
+    // a 204 or a 304 (for a 304 it is the length the resource would have).
+    let bodiless = code == 204 || code == 304 || (100..200).contains(&code);
     let mut body = None;
     for h in resp.headers.iter() {
         if is_header(h.name, "Content-Length") {
@@ -139,13 +143,16 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Kind> {
                 return Err(Kind::Verify); // two lengths: which body is it?
             }
             body = Some(Part::Body(len));
-        } else if is_header(h.name, "Transfer-Encoding") {
+        } else if is_header(h.name, "Transfer-Encoding") && !bodiless {
             return Err(Kind::Verify); // chunked bodies are not followed
         }
     }
     let part = match body {
+        // An interim response (100 Continue, 103 Early Hints): the final
+        // one to the same request follows.
+        _ if (100..200).contains(&code) && code != 101 => Part::Head,
+        _ if bodiless => Part::Body(0),
         Some(p) => p,
-        None if code == 204 || code == 304 || (100..200).contains(&code) => Part::Body(0),
         None => Part::ToEof,
     };
     Ok(Some((n, part, verdict)))
@@ -165,6 +172,9 @@ impl HttpParser {
         verdict: Result<(), Kind>,
         done: &mut impl FnMut(Result<(), Kind>),
     ) {
+        if part == Part::Head {
+            return; // interim: no response yet
+        }
         self.verdict = verdict;
         self.part = part;
         if part == Part::Body(0) {
@@ -297,6 +307,20 @@ mod tests {
         s.extend_from_slice(one);
         for step in 1..=s.len() {
             assert_eq!(run(&s, step), (4, 1, Ok(())), "step {step}");
+        }
+    }
+
+    #[test]
+    fn no_body_after_304_204_or_1xx_whatever_their_length() {
+        // RFC 9112 6.3: a 304's Content-Length is the length the resource
+        // would have; no body follows, and the next response starts.
+        let mut s = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n".to_vec();
+        s.extend_from_slice(b"HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n");
+        // An interim 100 is not the answer: the 200 after it is.
+        s.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        s.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+        for step in 1..=s.len() {
+            assert_eq!(run(&s, step), (3, 0, Ok(())), "step {step}");
         }
     }
 
