@@ -793,3 +793,34 @@ fn a_304_with_content_length_has_no_body() {
         assert!(r.body.is_empty());
     }
 }
+
+/// A listener with a full backlog that never accepts: the first two
+/// connects complete (its accept queue), later ones stay pending.
+fn never_accepting() -> (socket2::Socket, String) {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    sock.bind(&any.into()).unwrap();
+    sock.listen(1).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap().to_string();
+    (sock, addr)
+}
+
+/// Bug: in `--close` and `connect` modes, a cycle still connecting at the
+/// end was counted twice, as a timeout and as a connect error. Five
+/// cycles (`-n 5`), none answered: five errors, the pending connects as
+/// `connect`, the connected but unanswered as `timeout`.
+#[test]
+fn a_cycle_still_connecting_at_the_end_fails_once() {
+    let (sock, addr) = never_accepting();
+    let url = format!("http://{addr}/");
+    let runs = [vec!["connect", &addr], vec!["http", &url, "--close"]];
+    for mut args in runs {
+        args.extend_from_slice(&["-c", "5", "-n", "5", "--timeout", "300ms", "-q"]);
+        let r = bench(&args);
+        let e = &r.m.rec.errors;
+        assert_eq!(r.m.rec.requests, 0, "{args:?}");
+        assert_eq!(e.total(), 5, "{args:?}: {e:?}");
+        assert!(e.get(Kind::Connect) >= 1, "{args:?}: {e:?}");
+    }
+    drop(sock);
+}

@@ -640,8 +640,8 @@ impl<P: Parser + Clone> Driver<P> {
         }
     }
 
-    /// Fails connections whose oldest request (or connect) is older than
-    /// the timeout.
+    /// Abandons connections whose oldest request (or connect) is older
+    /// than the timeout.
     fn scan_timeouts(&mut self, now: u64) {
         let t = self.plan.timeout;
         for key in 0..self.conns.len() {
@@ -655,21 +655,30 @@ impl<P: Parser + Clone> Driver<P> {
                 State::Idle => false,
             };
             if late {
-                self.fail(key, Kind::Timeout, now);
+                self.abandon(key, now);
             }
         }
     }
 
-    /// At the end: whatever is still in flight timed out, and a connect
-    /// still pending failed.
+    /// Gives up on what connection `key` has in flight, as one failure
+    /// per request (or one for the connection): a connect still pending
+    /// fails as `connect` (with a cycle's request waiting on it, that
+    /// request counts once, as this), requests sent and unanswered as
+    /// `timeout`.
+    fn abandon(&mut self, key: usize, now: u64) {
+        let kind = match self.conns[key].state {
+            State::Connecting => Kind::Connect,
+            _ => Kind::Timeout,
+        };
+        self.fail(key, kind, now);
+    }
+
+    /// At the end: whatever is still in flight is abandoned.
     fn expire_all(&mut self, now: u64) {
         for key in 0..self.conns.len() {
-            let n = self.conns[key].fifo.len() as u64;
-            if n > 0 {
-                self.rec.error(now, Kind::Timeout, n);
-            }
-            if self.conns[key].state == State::Connecting {
-                self.rec.error(now, Kind::Connect, 1);
+            let c = &self.conns[key];
+            if !c.fifo.is_empty() || c.state == State::Connecting {
+                self.abandon(key, now);
             }
             self.close(key);
         }
