@@ -824,3 +824,145 @@ fn a_cycle_still_connecting_at_the_end_fails_once() {
     }
     drop(sock);
 }
+
+/// Members of [`slow_welcome_chat`]: each one's socket, for the relay.
+type Members = std::sync::Arc<std::sync::Mutex<Vec<(usize, TcpStream)>>>;
+
+/// How long [`slow_welcome_chat`] keeps a new member waiting for its
+/// welcome.
+const WELCOME_DELAY: Duration = Duration::from_secs(1);
+
+/// A chat server on port 0 that welcomes each member `WELCOME_DELAY`
+/// after it connects, then relays every line a member sends to all the
+/// others as `[lobby] guestN: LINE`. With `ws`, members upgrade first
+/// (`GET ... Upgrade: websocket`, answered 101) and lines travel as
+/// text frames (masked from the client, plain from the server).
+fn slow_welcome_chat(ws: bool) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let members = Members::default();
+    thread::spawn(move || {
+        for (id, s) in l.incoming().flatten().enumerate() {
+            let members = members.clone();
+            thread::spawn(move || chat_member(id, s, ws, &members));
+        }
+    });
+    addr
+}
+
+/// A server text frame carrying `text` (under 126 bytes).
+fn text_frame(text: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x81, text.len() as u8];
+    f.extend_from_slice(text);
+    f
+}
+
+/// One member of [`slow_welcome_chat`]: upgrade (with `ws`), wait, then
+/// welcome and relay.
+fn chat_member(id: usize, mut s: TcpStream, ws: bool, members: &Members) {
+    let mut buf = Vec::new();
+    let mut got = [0u8; 4096];
+    let mut read_more = |s: &mut TcpStream, buf: &mut Vec<u8>| match s.read(&mut got) {
+        Ok(n @ 1..) => {
+            buf.extend_from_slice(&got[..n]);
+            true
+        }
+        _ => false,
+    };
+    if ws {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            if !read_more(&mut s, &mut buf) {
+                return;
+            }
+        }
+        buf.clear();
+        let head =
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        s.write_all(head.as_bytes()).unwrap();
+    }
+    thread::sleep(WELCOME_DELAY);
+    let welcome = format!("* guest{id} joined lobby");
+    let out = if ws {
+        text_frame(welcome.as_bytes())
+    } else {
+        format!("{welcome}\n").into_bytes()
+    };
+    s.write_all(&out).unwrap();
+    members.lock().unwrap().push((id, s.try_clone().unwrap()));
+    loop {
+        // Every whole line (or masked frame) in `buf`, relayed.
+        loop {
+            let line = if ws {
+                // FIN+text, MASK+len (< 126), 4 mask bytes, payload.
+                let Some(&[_, b1]) = buf.get(..2).map(|b| <&[u8; 2]>::try_from(b).unwrap()) else {
+                    break;
+                };
+                let len = usize::from(b1 & 0x7F);
+                if buf.len() < 6 + len {
+                    break;
+                }
+                let mask = [buf[2], buf[3], buf[4], buf[5]];
+                let p: Vec<u8> = (0..len).map(|i| buf[6 + i] ^ mask[i % 4]).collect();
+                buf.drain(..6 + len);
+                p
+            } else {
+                let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+                    break;
+                };
+                let p = buf[..end].to_vec();
+                buf.drain(..=end);
+                p
+            };
+            let text = format!("[lobby] guest{id}: {}", String::from_utf8_lossy(&line));
+            let out = if ws {
+                text_frame(text.as_bytes())
+            } else {
+                format!("{text}\n").into_bytes()
+            };
+            for (other, m) in members.lock().unwrap().iter_mut() {
+                if *other != id {
+                    let _ = m.write_all(&out);
+                }
+            }
+        }
+        if !read_more(&mut s, &mut buf) {
+            return;
+        }
+    }
+}
+
+/// Bug: in `bench chat` and `ws` the send schedule started before the
+/// members were ready, so the first lines waited for every member's
+/// welcome and that wait was their latency (and a window shorter than the
+/// wait measured nothing). The run's clock now starts when all members
+/// are welcomed: against a server that keeps each member waiting 1 s for
+/// its welcome, a 0.5 s run sends its lines, and none waited that second.
+#[test]
+fn chat_and_ws_schedules_start_when_every_member_is_ready() {
+    for ws in [false, true] {
+        let addr = slow_welcome_chat(ws);
+        let target = if ws {
+            format!("ws://{addr}/ws")
+        } else {
+            addr.to_string()
+        };
+        let workload = if ws { "ws" } else { "chat" };
+        let r = bench(&[
+            workload, &target, "-c", "3", "--rate", "100", "-d", "0.5", "-q",
+        ]);
+        let x = &r.m.rec.extra;
+        assert!(x["lines_sent"] >= 10, "{workload}: {x:?}");
+        assert_eq!(x["lost"], 0, "{workload}: {x:?}");
+        assert_eq!(
+            r.m.rec.errors.total(),
+            0,
+            "{workload}: {:?}",
+            r.m.rec.errors
+        );
+        let max = r.m.rec.latency.max();
+        assert!(
+            max < WELCOME_DELAY.as_nanos() as u64,
+            "{workload}: a line's latency {max} ns includes the wait for the welcomes"
+        );
+    }
+}

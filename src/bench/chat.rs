@@ -48,6 +48,9 @@ struct Member {
     out: Vec<u8>,
     /// Welcome line seen.
     welcomed: bool,
+    /// Gone: the server closed it, or refused its upgrade; its events are
+    /// ignored (its failure was counted once).
+    dead: bool,
     /// The 101 was read (always true for lines).
     upgraded: bool,
     /// Next sequence number expected from each sender.
@@ -128,7 +131,8 @@ fn workload(a: &ChatArgs, wire: Wire, name: &'static str, target: String) -> cra
     Ok(Report::new(name, target, config, &c, k, m))
 }
 
-/// Connects every member and waits for each welcome line.
+/// Connects every member (blocking, each within the timeout) and queues
+/// the upgrade request of each (`ws`).
 fn join(
     addr: SocketAddr,
     plan: &Plan,
@@ -156,6 +160,7 @@ fn join(
             partial: Vec::new(),
             out: Vec::new(),
             welcomed: false,
+            dead: false,
             upgraded: true,
             expect: vec![0; senders],
         };
@@ -168,28 +173,118 @@ fn join(
     Ok(members)
 }
 
-/// The members' loop.
-fn run_thread(addr: SocketAddr, senders: usize, wire: &Wire, plan: Plan) -> io::Result<ThreadOut> {
-    let mut poll = Poll::new()?;
+/// Waits until every member is welcomed or gone (each failure counted
+/// once), up to `timeout` (ns) from now; a member still waiting then is a
+/// `timeout` error, and gone.
+fn welcome_all(
+    members: &mut [Member],
+    io: &mut Io,
+    rec: &mut Recorder,
+    clock: &run::Clock,
+    timeout: u64,
+    ws: bool,
+) -> io::Result<()> {
+    let deadline = clock.now().saturating_add(timeout);
+    loop {
+        let now = clock.now();
+        if members.iter().all(|m| m.welcomed || m.dead) {
+            return Ok(());
+        }
+        if now >= deadline {
+            for m in members.iter_mut().filter(|m| !m.welcomed && !m.dead) {
+                rec.error(now, Kind::Timeout, 1);
+                m.dead = true;
+            }
+            return Ok(());
+        }
+        io.sleeper
+            .wait(&mut io.poll, &mut io.events, clock, deadline)?;
+        for ev in io.events.iter().filter(|e| e.token() != run::ALARM) {
+            // Nothing is measured yet: no delivery counts.
+            let m = &mut members[ev.token().0];
+            serve(m, ev, &mut io.rbuf, rec, clock, u64::MAX, ws);
+        }
+    }
+}
+
+/// A member's readiness event: writes what it has queued, reads what came
+/// (answering pings); returns the measured deliveries read. A write that
+/// fails is a `write` error; a member already gone is skipped.
+fn serve(
+    m: &mut Member,
+    ev: &mio::event::Event,
+    rbuf: &mut [u8],
+    rec: &mut Recorder,
+    clock: &run::Clock,
+    from: u64,
+    ws: bool,
+) -> u64 {
+    if m.dead {
+        return 0;
+    }
+    if ev.is_writable() && flush(m).is_err() {
+        rec.error(clock.now(), Kind::Write, 1);
+    }
+    let got = receive(m, rbuf, rec, clock, from, ws);
+    if !m.dead && !m.out.is_empty() && flush(m).is_err() {
+        rec.error(clock.now(), Kind::Write, 1); // a pong
+    }
+    got
+}
+
+/// The poll set and what waiting on it takes.
+struct Io {
+    /// The members' readiness.
+    poll: Poll,
+    /// Its events.
+    events: Events,
+    /// Waits until the next send (precise: a timerfd).
+    sleeper: run::Sleeper,
+    /// The read buffer every member shares.
+    rbuf: Vec<u8>,
+}
+
+/// The members' loop: join, wait for every welcome (the setup), then send
+/// on schedule from time zero.
+fn run_thread(
+    addr: SocketAddr,
+    senders: usize,
+    wire: &Wire,
+    mut plan: Plan,
+) -> io::Result<ThreadOut> {
+    let poll = Poll::new()?;
     let mut members = join(addr, &plan, senders, wire, &poll)?;
     let ws = matches!(wire, Wire::Ws(_));
     let clock = plan.clock;
-    let mut rec = Recorder::new(plan.from, plan.until);
+    let sleeper = run::Sleeper::new(poll.registry(), &plan, true)?;
+    let mut io = Io {
+        poll,
+        events: Events::with_capacity(1024),
+        sleeper,
+        rbuf: vec![0u8; 64 * 1024],
+    };
+    // Setup failures count: the window is set at time zero.
+    let mut rec = Recorder::new(0, u64::MAX);
+    welcome_all(&mut members, &mut io, &mut rec, &clock, plan.timeout, ws)?;
+    let zero = plan.start();
+    rec.set_window(plan.from, plan.until);
+    io.sleeper.count_from(plan.from);
+    // The senders are the first of the members that joined.
+    let live: Vec<usize> = (0..members.len()).filter(|&i| !members[i].dead).collect();
+    let senders = senders.min(live.len());
     let mut sched = Schedule::new(
-        clock.now(),
+        zero,
         plan.rate.unwrap_or(DEFAULT_RATE),
         plan.poisson,
         plan.seed,
     );
     let mut seqs = vec![0u64; senders];
     let (mut next_sender, mut lines_measured, mut got_measured) = (0usize, 0u64, 0u64);
-    let mut events = Events::with_capacity(1024);
-    let mut sleeper = run::Sleeper::new(poll.registry(), &plan, true)?;
-    let mut rbuf = vec![0u8; 64 * 1024];
     let mut line = Vec::with_capacity(64);
-    let (mut next_tick, mut stop_at, mut cpu_from) = (1_000_000_000u64, u64::MAX, None);
-    let mut quota = plan.count;
-    let others = (members.len() - 1) as u64;
+    let (mut next_tick, mut stop_at, mut cpu_from) = (plan.first_tick(), u64::MAX, None);
+    // Fewer than two members: no line has anyone to go to.
+    let mut quota = if live.len() < 2 { Some(0) } else { plan.count };
+    let others = live.len().saturating_sub(1) as u64;
     loop {
         let now = clock.now();
         if cpu_from.is_none() && now >= plan.from {
@@ -211,8 +306,7 @@ fn run_thread(addr: SocketAddr, senders: usize, wire: &Wire, plan: Plan) -> io::
             let _ = plan.ticks.send((plan.thread, rec.take_tick()));
             next_tick += 1_000_000_000;
         }
-        let ready = members.iter().all(|m| m.welcomed);
-        while ready && stop_at == u64::MAX && sched.peek() <= now && quota != Some(0) {
+        while stop_at == u64::MAX && sched.peek() <= now && quota != Some(0) {
             let t = sched.peek();
             sched.advance();
             rec.lagged(now, t);
@@ -235,7 +329,7 @@ fn run_thread(addr: SocketAddr, senders: usize, wire: &Wire, plan: Plan) -> io::
             if let Some(q) = &mut quota {
                 *q -= 1;
             }
-            let m = &mut members[s];
+            let m = &mut members[live[s]];
             m.out.extend_from_slice(&line);
             if flush(m).is_err() {
                 rec.error(now, Kind::Write, 1);
@@ -243,21 +337,15 @@ fn run_thread(addr: SocketAddr, senders: usize, wire: &Wire, plan: Plan) -> io::
             rec.wrote(now, line.len());
         }
         let wake = run::next_wake(&sched, &plan, stop_at, next_tick);
-        sleeper.wait(&mut poll, &mut events, &clock, wake)?;
-        for ev in events.iter().filter(|e| e.token() != run::ALARM) {
+        io.sleeper
+            .wait(&mut io.poll, &mut io.events, &clock, wake)?;
+        for ev in io.events.iter().filter(|e| e.token() != run::ALARM) {
             let m = &mut members[ev.token().0];
-            if ev.is_writable() && flush(m).is_err() {
-                rec.error(clock.now(), Kind::Write, 1);
-            }
-            let r = receive(m, &mut rbuf, &mut rec, &clock, plan.from, ws);
-            got_measured += r;
-            if !m.out.is_empty() && flush(m).is_err() {
-                rec.error(clock.now(), Kind::Write, 1); // a pong
-            }
+            got_measured += serve(m, ev, &mut io.rbuf, &mut rec, &clock, plan.from, ws);
         }
     }
     let end = clock.now();
-    Ok(ThreadOut::new(rec, cpu_from, &sleeper, stop_at, end))
+    Ok(ThreadOut::new(rec, cpu_from, &io.sleeper, stop_at, end))
 }
 
 /// Writes what member `m` has queued, until done or `WouldBlock`.
@@ -291,6 +379,7 @@ fn receive(
         match m.sock.read(rbuf) {
             Ok(0) => {
                 rec.error(clock.now(), Kind::Read, 1);
+                m.dead = true;
                 return got;
             }
             Ok(n) => {
@@ -302,6 +391,9 @@ fn receive(
                 } else {
                     // The 101's head first, then frames (maybe in one read).
                     let head = if m.upgraded { 0 } else { upgraded(m, rec, now) };
+                    if m.dead {
+                        return got;
+                    }
                     match m.upgraded {
                         true => frames(m, head, rec, now, from, &mut got),
                         false => 0,
@@ -317,6 +409,7 @@ fn receive(
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => {
                 rec.error(clock.now(), Kind::Read, 1);
+                m.dead = true;
                 return got;
             }
         }
@@ -362,13 +455,15 @@ fn frames(
 }
 
 /// Reads the response to the upgrade: a 101 lets frames begin; anything
-/// else is a status error. Returns the head's length (0 while incomplete).
+/// else is a status error, and the member is gone. Returns the head's
+/// length (0 while incomplete).
 fn upgraded(m: &mut Member, rec: &mut Recorder, now: u64) -> usize {
     let Some(end) = m.partial.windows(4).position(|w| w == b"\r\n\r\n") else {
         return 0;
     };
     if !m.partial.starts_with(b"HTTP/1.1 101 ") {
         rec.error(now, Kind::Status, 1);
+        m.dead = true;
     }
     m.upgraded = true;
     end + 4

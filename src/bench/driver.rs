@@ -188,17 +188,15 @@ impl<P: Parser + Clone> Driver<P> {
                 global: plan.first_conn + i,
             })
             .collect();
-        let sched = plan
-            .rate
-            .map(|r| Schedule::new(0, r, plan.poisson, plan.seed));
-        let mut rec = Recorder::new(plan.from, plan.until);
-        if sched.is_none() && !spec.per_conn {
+        // Setup failures count: the window is set at time zero.
+        let mut rec = Recorder::new(0, u64::MAX);
+        if plan.rate.is_none() && !spec.per_conn {
             // Closed loop keep-alive: a request is queued the moment its
             // slot frees, so its service time is its latency.
             rec = rec.service_is_latency();
         }
         let poll = Poll::new()?;
-        let sleeper = Sleeper::new(poll.registry(), &plan, sched.is_some())?;
+        let sleeper = Sleeper::new(poll.registry(), &plan, plan.rate.is_some())?;
         Ok(Driver {
             poll,
             sleeper,
@@ -209,7 +207,7 @@ impl<P: Parser + Clone> Driver<P> {
             conns,
             slots: VecDeque::new(),
             backlog: VecDeque::new(),
-            sched,
+            sched: None,
             dirty: Vec::new(),
             retry: Vec::new(),
             rbuf: vec![0; READ_BUF],
@@ -236,8 +234,9 @@ impl<P: Parser + Clone> Driver<P> {
     /// run ends and what is in flight is answered or timed out.
     fn run(mut self) -> io::Result<ThreadOut> {
         let mut events = Events::with_capacity(1024);
-        let mut next_tick = 1_000_000_000;
-        let mut next_scan = SCAN_NS;
+        self.begin();
+        let mut next_tick = self.plan.first_tick();
+        let mut next_scan = self.clock.now() + SCAN_NS;
         let mut cpu_from = None;
         let mut stop_at = u64::MAX;
         loop {
@@ -285,6 +284,15 @@ impl<P: Parser + Clone> Driver<P> {
             stop_at,
             end,
         ))
+    }
+
+    /// Time zero: the window and the schedule start.
+    fn begin(&mut self) {
+        let p = &mut self.plan;
+        let zero = p.start();
+        self.rec.set_window(p.from, p.until);
+        self.sleeper.count_from(p.from);
+        self.sched = p.rate.map(|r| Schedule::new(zero, r, p.poisson, p.seed));
     }
 
     /// The earliest time the loop must wake on its own.

@@ -118,6 +118,12 @@ impl Recorder {
         }
     }
 
+    /// Sets the measured window (after a setup whose failures count).
+    pub fn set_window(&mut self, from: u64, until: u64) {
+        self.from = from;
+        self.until = until;
+    }
+
     /// Declares that every request will be written when it is due
     /// (`intended == sent`), so service time need not be recorded apart.
     pub fn service_is_latency(mut self) -> Recorder {

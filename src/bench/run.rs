@@ -5,6 +5,7 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::cli::Common;
@@ -171,6 +172,11 @@ impl Sleeper {
         poll_once(poll, events, Duration::from_nanos(left))
     }
 
+    /// Counts spinning (and sleeps) only from `from` on.
+    pub fn count_from(&mut self, from: u64) {
+        self.from = from;
+    }
+
     /// Counts `from..to` as spinning, the part after the warmup.
     fn spun(&mut self, from: u64, to: u64) {
         self.spun_ns += to.saturating_sub(from.max(self.from));
@@ -197,6 +203,69 @@ pub fn next_wake(sched: &Schedule, plan: &Plan, stop_at: u64, next_tick: u64) ->
     wake.min(next_tick)
 }
 
+/// Time zero of a run: the moment every thread has finished its setup
+/// (its connections up, its members welcomed) and can send. Nothing is
+/// scheduled before it, so no request waits for the workload to get ready
+/// and counts that wait as latency; the warmup and the measured window
+/// run from it.
+#[derive(Debug)]
+pub struct Gate {
+    /// Which threads are through their setup, and time zero (ns on the
+    /// run's clock) once all are.
+    state: Mutex<(Vec<bool>, Option<u64>)>,
+    /// Wakes the threads waiting for the others.
+    all_ready: Condvar,
+}
+
+impl Gate {
+    /// A gate for `threads` threads.
+    fn new(threads: usize) -> Gate {
+        Gate {
+            state: Mutex::new((vec![false; threads], None)),
+            all_ready: Condvar::new(),
+        }
+    }
+
+    /// Thread `t` is through its setup (a second call changes nothing);
+    /// the last one sets time zero to `now`. Returns the state after.
+    fn pass(&self, t: usize, now: u64) -> std::sync::MutexGuard<'_, (Vec<bool>, Option<u64>)> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0[t] = true;
+        if st.1.is_none() && st.0.iter().all(|&r| r) {
+            st.1 = Some(now);
+            self.all_ready.notify_all();
+        }
+        st
+    }
+
+    /// Thread `t` is ready: blocks until every thread is; returns time
+    /// zero.
+    fn ready(&self, t: usize, clock: &Clock) -> u64 {
+        let mut st = self.pass(t, clock.now());
+        loop {
+            if let Some(zero) = st.1 {
+                return zero;
+            }
+            st = self.all_ready.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Time zero, once every thread is ready.
+    fn zero(&self) -> Option<u64> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+}
+
+/// Lets the others go when its thread ends without having said it was
+/// ready (an error in its setup, a panic): the gate must not hold them.
+struct Leave(Arc<Gate>, usize, Clock);
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        drop(self.0.pass(self.1, self.2.now()));
+    }
+}
+
 /// What one thread is asked to do.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -214,9 +283,12 @@ pub struct Plan {
     pub seed: u64,
     /// The shared clock.
     pub clock: Clock,
-    /// End of warmup: measuring starts (ns).
+    /// Time zero (ns on `clock`), set by [`Plan::start`]; 0 before.
+    pub zero: u64,
+    /// End of warmup: measuring starts (ns; relative to time zero until
+    /// [`Plan::start`], on `clock` after).
     pub from: u64,
-    /// End of the measured window (ns); u64::MAX with a count.
+    /// End of the measured window (ns, as `from`); u64::MAX with a count.
     pub until: u64,
     /// Requests this thread starts (with `-n`).
     pub count: Option<u64>,
@@ -228,6 +300,25 @@ pub struct Plan {
     pub busy_poll: bool,
     /// Where each second's tick goes.
     pub ticks: Sender<(usize, Tick)>,
+    /// Where the threads meet at time zero.
+    gate: Arc<Gate>,
+}
+
+impl Plan {
+    /// This thread's setup is done: waits for the others, then sets time
+    /// zero and moves `from` and `until` onto the clock. The first tick
+    /// is due a second after zero.
+    pub fn start(&mut self) -> u64 {
+        self.zero = self.gate.ready(self.thread, &self.clock);
+        self.from += self.zero;
+        self.until = self.until.saturating_add(self.zero);
+        self.zero
+    }
+
+    /// When this thread's first per-second tick is due.
+    pub fn first_tick(&self) -> u64 {
+        self.zero + 1_000_000_000
+    }
 }
 
 /// What a thread hands back.
@@ -400,6 +491,7 @@ where
         None => from + c.duration.as_nanos() as u64,
     };
     let (tx, rx) = mpsc::channel();
+    let gate = Arc::new(Gate::new(threads));
     let mut handles = Vec::new();
     let mut first = 0;
     for t in 0..threads {
@@ -412,6 +504,7 @@ where
             poisson: c.poisson,
             seed: 0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1),
             clock,
+            zero: 0,
             from,
             until,
             count: c
@@ -421,12 +514,17 @@ where
             source_ips: c.source_ips,
             busy_poll: c.busy_poll,
             ticks: tx.clone(),
+            gate: gate.clone(),
         };
         first += conns;
         let w = work.clone();
+        let leave = Leave(gate.clone(), t, clock);
         let h = std::thread::Builder::new()
             .name(format!("bench-{t}"))
-            .spawn(move || w(plan))
+            .spawn(move || {
+                let _leave = leave;
+                w(plan)
+            })
             .map_err(|e| kind::io("cannot start a thread", e))?;
         handles.push(h);
     }
@@ -438,8 +536,12 @@ where
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        if col.zero.is_none() {
+            col.zero = gate.zero();
+        }
         col.sample_server();
     }
+    col.zero = col.zero.or(gate.zero());
     col.finish_ticker();
     let mut outs = Vec::new();
     for h in handles {
@@ -449,7 +551,7 @@ where
             Err(_) => return Err(kind::io("load thread", io::Error::other("panicked"))),
         }
     }
-    Ok(col.merge(outs, from, until))
+    Ok(col.merge(outs))
 }
 
 /// Gathers the ticks of every thread into seconds, prints the ticker and
@@ -467,9 +569,11 @@ struct Collector {
     pid: Option<u32>,
     /// The clock.
     clock: Clock,
-    /// Window start/end (ns).
+    /// Time zero, once the threads are ready.
+    zero: Option<u64>,
+    /// Window start (ns after time zero).
     from: u64,
-    /// Window end (ns).
+    /// Window end (ns after time zero).
     until: u64,
     /// Server sample at the window's start, and when.
     start: Option<(ProcSample, u64)>,
@@ -489,6 +593,7 @@ impl Collector {
             ticker: !c.quiet && io::stderr().is_terminal(),
             pid: c.pid,
             clock,
+            zero: None,
             from,
             until,
             start: None,
@@ -499,8 +604,10 @@ impl Collector {
 
     /// Samples the server at the window's edges.
     fn sample_server(&mut self) {
-        let Some(pid) = self.pid else { return };
-        let now = self.clock.now();
+        let (Some(pid), Some(zero)) = (self.pid, self.zero) else {
+            return;
+        };
+        let now = self.clock.now().saturating_sub(zero);
         if self.start.is_none() && now >= self.from {
             self.start = procstat::sample(pid).map(|s| (s, now));
         }
@@ -568,7 +675,9 @@ impl Collector {
     }
 
     /// Merges the threads' results.
-    fn merge(mut self, outs: Vec<ThreadOut>, from: u64, until: u64) -> Merged {
+    fn merge(mut self, outs: Vec<ThreadOut>) -> Merged {
+        let zero = self.zero.unwrap_or(0);
+        let (from, until) = (self.from + zero, self.until.saturating_add(zero));
         let mut rec = Recorder::new(from, until);
         let mut stop = 0;
         let mut thread_busy = Vec::new();
@@ -585,7 +694,7 @@ impl Collector {
             thread_wait.push(o.wait_ns as f64 / span);
             thread_sleeps.push(o.sleeps);
         }
-        let now = self.clock.now();
+        let now = self.clock.now().saturating_sub(zero);
         if let Some(pid) = self.pid {
             if self.start.is_none() {
                 self.start = procstat::sample(pid).map(|s| (s, now));

@@ -240,7 +240,7 @@ pub fn socket_drops(ports: &[u16]) -> u64 {
 }
 
 /// One thread: its sockets, its share of the rate.
-fn run_thread(addr: SocketAddr, size: usize, plan: Plan) -> io::Result<ThreadOut> {
+fn run_thread(addr: SocketAddr, size: usize, mut plan: Plan) -> io::Result<ThreadOut> {
     let mut poll = Poll::new()?;
     let mut socks = Vec::new();
     for i in 0..plan.conns.max(1) {
@@ -258,9 +258,10 @@ fn run_thread(addr: SocketAddr, size: usize, plan: Plan) -> io::Result<ThreadOut
         socks.push(s);
     }
     let clock = plan.clock;
+    plan.start();
     let mut rec = Recorder::new(plan.from, plan.until);
     let mut sched = Schedule::new(
-        0,
+        plan.zero,
         plan.rate.unwrap_or(DEFAULT_RATE),
         plan.poisson,
         plan.seed,
@@ -274,7 +275,7 @@ fn run_thread(addr: SocketAddr, size: usize, plan: Plan) -> io::Result<ThreadOut
     let mut events = Events::with_capacity(256);
     let mut sleeper = run::Sleeper::new(poll.registry(), &plan, true)?;
     let mut next_sock = 0;
-    let (mut next_tick, mut quota) = (1_000_000_000u64, plan.count);
+    let (mut next_tick, mut quota) = (plan.first_tick(), plan.count);
     let mut cpu_from = None;
     let mut stop_at = u64::MAX;
     loop {
