@@ -139,6 +139,8 @@ struct Driver<P> {
     rbuf: Vec<u8>,
     /// Requests left to start (with `-n`).
     quota: Option<u64>,
+    /// Past time zero: requests may be sent (see [`Driver::setup`]).
+    started: bool,
     /// No new requests: draining what is in flight.
     stopping: bool,
     /// What was measured.
@@ -211,6 +213,7 @@ impl<P: Parser + Clone> Driver<P> {
             dirty: Vec::new(),
             retry: Vec::new(),
             rbuf: vec![0; READ_BUF],
+            started: false,
             stopping: false,
             spec,
             plan,
@@ -234,6 +237,7 @@ impl<P: Parser + Clone> Driver<P> {
     /// run ends and what is in flight is answered or timed out.
     fn run(mut self) -> io::Result<ThreadOut> {
         let mut events = Events::with_capacity(1024);
+        self.setup(&mut events)?;
         self.begin();
         let mut next_tick = self.plan.first_tick();
         let mut next_scan = self.clock.now() + SCAN_NS;
@@ -286,8 +290,38 @@ impl<P: Parser + Clone> Driver<P> {
         ))
     }
 
+    /// Keep-alive: waits until every connection is up or has failed (each
+    /// failure counted once; the failed are tried again once the run has
+    /// begun), up to the timeout: a connect still pending then is
+    /// abandoned. So no request is scheduled before there is a connection
+    /// to carry it, and connecting is not its latency.
+    fn setup(&mut self, events: &mut Events) -> io::Result<()> {
+        let deadline = self.clock.now().saturating_add(self.plan.timeout);
+        loop {
+            let now = self.clock.now();
+            let pending: Vec<usize> = (0..self.conns.len())
+                .filter(|&k| self.conns[k].state == State::Connecting)
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if now >= deadline {
+                for key in pending {
+                    self.abandon(key, now);
+                }
+                return Ok(());
+            }
+            self.sleeper
+                .wait(&mut self.poll, events, &self.clock, deadline)?;
+            for ev in events.iter().filter(|e| e.token() != run::ALARM) {
+                self.on_event(ev);
+            }
+        }
+    }
+
     /// Time zero: the window and the schedule start.
     fn begin(&mut self) {
+        self.started = true;
         let p = &mut self.plan;
         let zero = p.start();
         self.rec.set_window(p.from, p.until);
@@ -337,7 +371,7 @@ impl<P: Parser + Clone> Driver<P> {
             }
         }
         while let Some(&key) = self.slots.front() {
-            if self.stopping || self.quota == Some(0) {
+            if !self.started || self.stopping || self.quota == Some(0) {
                 return;
             }
             let intended = match (&self.sched, self.backlog.front()) {
