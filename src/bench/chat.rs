@@ -7,22 +7,25 @@
 //! the loss. Notices (`* ...`) are skipped; `ERROR` lines are counted.
 //!
 //! `reactor bench ws` is the same workload with browser-like members: each
-//! opens `GET /ws`, checks the 101, then sends every line as a masked text
-//! frame and reads each line as one text frame (answering pings).
+//! opens `GET /ws` (over TLS for `wss://`), checks the 101, then sends
+//! every line as a masked text frame and reads each line as one text
+//! frame (answering pings).
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, IoSlice, Write};
 use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 
-use super::cli::{ChatArgs, WsArgs};
+use super::cli::{ChatArgs, Common, WsArgs};
 use super::kind::{self, Kind};
 use super::net;
 use super::record::Recorder;
 use super::report::Report;
 use super::run::{self, Plan, Schedule, Setup, ThreadOut};
+use super::stream::Stream;
+use super::tls::Tls;
 
 /// Lines per second when no --rate is given.
 const DEFAULT_RATE: f64 = 1000.0;
@@ -40,8 +43,10 @@ pub enum Wire {
 
 /// One member.
 struct Member {
-    /// Its socket.
-    sock: TcpStream,
+    /// Its connection (TLS for `wss://`).
+    sock: Stream,
+    /// TLS: when its handshake began, until it is done and recorded.
+    handshaking: Option<u64>,
     /// Bytes of an incomplete line.
     partial: Vec<u8>,
     /// Bytes to send that the socket did not take yet.
@@ -93,53 +98,83 @@ pub fn classify(line: &[u8]) -> Line {
 
 /// Runs the chat workload (one thread: the members share one loop).
 pub fn bench(a: &ChatArgs) -> crate::Result<Report> {
-    workload(a, Wire::Lines, "chat", a.addr.to_string())
+    let to = net::target(&a.addr, a.common.timeout).map_err(kind::config)?;
+    let room = Room {
+        addr: to.addr,
+        senders: a.senders,
+        wire: Wire::Lines,
+        tls: None,
+    };
+    workload(room, &a.common, "chat", a.addr.clone())
 }
 
-/// Runs the chat workload over WebSocket (`reactor bench ws URL`).
+/// Runs the chat workload over WebSocket (`reactor bench ws URL`): `ws://`,
+/// or `wss://` (TLS, ALPN `http/1.1`).
 pub fn bench_ws(a: &WsArgs) -> crate::Result<Report> {
-    let url = a.url.replacen("ws://", "http://", 1);
-    let url =
-        super::http::parse_url(&url).map_err(|e| kind::config(e.replace("http://", "ws://")))?;
+    let as_http =
+        |scheme: &str, http: &str| a.url.strip_prefix(scheme).map(|r| format!("{http}{r}"));
+    let Some(url) = as_http("ws://", "http://").or_else(|| as_http("wss://", "https://")) else {
+        return Err(kind::config(format!("'{}': a ws:// or wss:// URL", a.url)));
+    };
+    let url = super::http::parse_url(&url, a.common.timeout).map_err(kind::config)?;
     let upgrade = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        url.path, url.host
+        url.path, url.authority
     );
-    let chat = ChatArgs {
+    let tls = match url.tls {
+        true => Some(Tls::new(&a.tls_opts, &url.host, &[b"http/1.1"])?),
+        false => None,
+    };
+    let room = Room {
         addr: url.addr,
         senders: a.senders,
-        common: a.common.clone(),
+        wire: Wire::Ws(upgrade.into_bytes()),
+        tls,
     };
-    workload(&chat, Wire::Ws(upgrade.into_bytes()), "ws", a.url.clone())
+    workload(room, &a.common, "ws", a.url.clone())
 }
 
-/// The chat workload over `wire`, named `name` in the report.
-fn workload(a: &ChatArgs, wire: Wire, name: &'static str, target: String) -> crate::Result<Report> {
-    let mut c = a.common.clone();
+/// Where the members go and how they talk.
+#[derive(Clone, Debug)]
+struct Room {
+    /// The server.
+    addr: SocketAddr,
+    /// Members that send.
+    senders: usize,
+    /// Lines or WebSocket frames.
+    wire: Wire,
+    /// TLS for every member.
+    tls: Option<Tls>,
+}
+
+/// The chat workload in `room`, named `name` in the report.
+fn workload(
+    mut room: Room,
+    common: &Common,
+    name: &'static str,
+    target: String,
+) -> crate::Result<Report> {
+    let mut c = common.clone();
     c.rate = Some(c.rate.unwrap_or(DEFAULT_RATE));
     let k = c.conns.max(2);
-    let senders = a.senders.clamp(1, k);
-    let addr = a.addr;
+    room.senders = room.senders.clamp(1, k);
+    let senders = room.senders;
     let setup = Setup {
         common: &c,
         conns: k,
         threads: 1,
     };
-    let m = run::drive(setup, move |plan| run_thread(addr, senders, &wire, plan))?;
+    let m = run::drive(setup, move |plan| run_thread(&room, plan))?;
     let config = json!({ "members": k, "senders": senders });
     Ok(Report::new(name, target, config, &c, k, m))
 }
 
 /// Connects every member (blocking, each within the timeout) and queues
-/// the upgrade request of each (`ws`).
-fn join(
-    addr: SocketAddr,
-    plan: &Plan,
-    senders: usize,
-    wire: &Wire,
-    poll: &Poll,
-) -> io::Result<Vec<Member>> {
+/// the upgrade request of each (`ws`); TLS handshakes begin with the
+/// first write.
+fn join(room: &Room, plan: &Plan, poll: &Poll) -> io::Result<Vec<Member>> {
+    let (addr, senders, wire) = (room.addr, room.senders, &room.wire);
     let mut members = Vec::with_capacity(plan.conns);
     for i in 0..plan.conns {
         let src = net::source_ip(i, plan.source_ips, addr);
@@ -152,10 +187,15 @@ fn join(
         })?;
         sock.set_nonblocking(true)?;
         sock.set_tcp_nodelay(true)?;
-        let mut s = TcpStream::from_std(sock.into());
-        poll.registry()
-            .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+        let s = TcpStream::from_std(sock.into());
+        let mut s = Stream::new(s, room.tls.as_ref())?;
+        poll.registry().register(
+            s.socket(),
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         let mut m = Member {
+            handshaking: (!s.is_plain()).then(|| plan.clock.now()),
             sock: s,
             partial: Vec::new(),
             out: Vec::new(),
@@ -226,7 +266,13 @@ fn serve(
         rec.error(clock.now(), Kind::Write, 1);
     }
     let got = receive(m, rbuf, rec, clock, from, ws);
-    if !m.dead && !m.out.is_empty() && flush(m).is_err() {
+    if let Some(since) = m.handshaking
+        && let Some(h) = m.sock.handshake_done()
+    {
+        rec.handshaken(clock.now(), since, &h);
+        m.handshaking = None;
+    }
+    if !m.dead && (!m.out.is_empty() || m.sock.pending()) && flush(m).is_err() {
         rec.error(clock.now(), Kind::Write, 1); // a pong
     }
     got
@@ -246,15 +292,10 @@ struct Io {
 
 /// The members' loop: join, wait for every welcome (the setup), then send
 /// on schedule from time zero.
-fn run_thread(
-    addr: SocketAddr,
-    senders: usize,
-    wire: &Wire,
-    mut plan: Plan,
-) -> io::Result<ThreadOut> {
+fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
     let poll = Poll::new()?;
-    let mut members = join(addr, &plan, senders, wire, &poll)?;
-    let ws = matches!(wire, Wire::Ws(_));
+    let mut members = join(room, &plan, &poll)?;
+    let ws = matches!(room.wire, Wire::Ws(_));
     let clock = plan.clock;
     let sleeper = run::Sleeper::new(poll.registry(), &plan, true)?;
     let mut io = Io {
@@ -271,7 +312,7 @@ fn run_thread(
     io.sleeper.count_from(plan.from);
     // The senders are the first of the members that joined.
     let live: Vec<usize> = (0..members.len()).filter(|&i| !members[i].dead).collect();
-    let senders = senders.min(live.len());
+    let senders = room.senders.min(live.len());
     let mut sched = Schedule::new(
         zero,
         plan.rate.unwrap_or(DEFAULT_RATE),
@@ -350,8 +391,12 @@ fn run_thread(
 
 /// Writes what member `m` has queued, until done or `WouldBlock`.
 fn flush(m: &mut Member) -> io::Result<()> {
+    match m.sock.flush() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+        other => other?,
+    }
     while !m.out.is_empty() {
-        match m.sock.write(&m.out) {
+        match m.sock.write(&[IoSlice::new(&m.out)]) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => {
                 m.out.drain(..n);

@@ -20,19 +20,24 @@ pub enum Kind {
     Timeout,
     /// The answer's bytes were wrong (echo mismatch, unparsable reply).
     Verify,
-    /// HTTP status not 2xx or 3xx.
+    /// HTTP status not 2xx or 3xx (or not one of `--expect-status`).
     Status,
+    /// The TLS handshake failed (a certificate refused, an alert, no
+    /// common parameters) or did not finish in time, or a record did not
+    /// decrypt.
+    Tls,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Connect,
         Kind::Read,
         Kind::Write,
         Kind::Timeout,
         Kind::Verify,
         Kind::Status,
+        Kind::Tls,
     ];
 
     /// The name used in the summary and the JSON.
@@ -44,6 +49,7 @@ impl Kind {
             Kind::Timeout => "timeout",
             Kind::Verify => "verify",
             Kind::Status => "status",
+            Kind::Tls => "tls",
         }
     }
 }

@@ -7,8 +7,9 @@
 //!   errors. `text.rs`: short
 //!   human forms of numbers. `hist.rs`: the histograms. `procstat.rs`:
 //!   `/proc` sampling of the server and of ourselves. `net.rs`:
-//!   non-blocking connect from a chosen source address. `cli.rs`: the
-//!   flags.
+//!   resolving a target once, non-blocking connect from a chosen source
+//!   address. `cli.rs`: the flags. `tls.rs`: the TLS client
+//!   configuration; `stream.rs`: a connection's bytes, plain or TLS.
 //! - `record.rs`: what one thread measured, merged at the end.
 //! - `run.rs`: threads, the per-second series, the live ticker, and the
 //!   `Sleeper` every loop waits in (a timerfd for sends on schedule,
@@ -39,7 +40,9 @@ pub mod procstat;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod stream;
 pub mod text;
+pub mod tls;
 pub mod udp;
 
 use cli::{BenchArgs, BenchCommand};

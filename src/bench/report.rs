@@ -213,6 +213,14 @@ pub fn summary(r: &Report) -> String {
         if r.rate.is_some() {
             let _ = writeln!(s, "{}", pct_line("sched-lag", &rec.lag));
         }
+        // Connecting and handshaking, apart from the requests (keep-alive:
+        // the connections' setup; --close and connect: every cycle's).
+        if !rec.connect.is_empty() {
+            let _ = writeln!(s, "{}", pct_line("connect", &rec.connect));
+        }
+        if !rec.handshake.is_empty() {
+            let _ = writeln!(s, "{}", pct_line("handshake", &rec.handshake));
+        }
         let _ = writeln!(
             s,
             "  {} requests in {:.2}s, {} sent, {} received",
@@ -239,8 +247,22 @@ pub fn summary(r: &Report) -> String {
         let _ = write!(errs, " ({})", parts.join(", "));
     }
     let _ = writeln!(s, "{errs}");
+    let codes = status_codes(&rec.statuses[..]);
+    if !codes.is_empty() {
+        let bad = rec.status_errors.iter().sum::<u64>();
+        let list: Vec<String> = codes.iter().map(|(c, n)| format!("{c} x{n}")).collect();
+        let errs = if bad > 0 {
+            format!(" ({bad} counted as errors)")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(s, "  status codes: {}{errs}", list.join(", "));
+    }
     for (k, v) in &rec.extra {
         let _ = writeln!(s, "  {k}: {v}");
+    }
+    if let Some(p) = &rec.tls_params {
+        let _ = writeln!(s, "  tls: {p}");
     }
     if let (Some(pid), Some((a, b))) = (r.pid, r.m.server) {
         let cpu = r.server_cpu().unwrap_or(0.0);
@@ -282,6 +304,34 @@ pub fn summary(r: &Report) -> String {
         }
     }
     s
+}
+
+/// The status codes seen, with their counts, in order.
+fn status_codes(counts: &[u64]) -> Vec<(usize, u64)> {
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, n)| (c, *n))
+        .collect()
+}
+
+/// Status code counts as a JSON object (`{"200": 9000}`).
+fn codes_json(counts: &[u64]) -> Value {
+    let m: serde_json::Map<String, Value> = status_codes(counts)
+        .into_iter()
+        .map(|(c, n)| (c.to_string(), json!(n)))
+        .collect();
+    Value::Object(m)
+}
+
+/// Percentiles of `h` in µs, as JSON; null if it holds nothing.
+fn pct_json_or_null(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        Value::Null
+    } else {
+        pct_json(h)
+    }
 }
 
 /// Percentiles of `h` in µs, as JSON.
@@ -339,6 +389,11 @@ pub fn to_json(r: &Report) -> Value {
         "latency_us": pct_json(&rec.latency),
         "service_time_us": pct_json(&rec.service),
         "schedule_lag_us": if r.rate.is_some() { pct_json(&rec.lag) } else { Value::Null },
+        "connect_time_us": pct_json_or_null(&rec.connect),
+        "handshake_us": pct_json_or_null(&rec.handshake),
+        "tls": rec.tls_params,
+        "status_codes": codes_json(&rec.statuses[..]),
+        "errors_by_status": codes_json(&rec.status_errors[..]),
         "requests": rec.requests,
         "duration_s": r.m.window_s,
         "bytes": { "sent": rec.bytes_out, "received": rec.bytes_in },

@@ -198,7 +198,9 @@ pub fn bench(a: &UdpArgs) -> crate::Result<Report> {
     }
     let mut c = a.common.clone();
     c.rate = Some(c.rate.unwrap_or(DEFAULT_RATE));
-    let (addr, size) = (a.addr, a.size);
+    let (host, port) = net::split_host_port(&a.addr, None).map_err(kind::config)?;
+    let addr = net::resolve(&host, port, None).map_err(kind::config)?.addr;
+    let size = a.size;
     let setup = Setup {
         common: &c,
         conns: c.conns.max(1),
@@ -208,7 +210,7 @@ pub fn bench(a: &UdpArgs) -> crate::Result<Report> {
     let config = json!({ "size": a.size });
     Ok(Report::new(
         "udp",
-        a.addr.to_string(),
+        a.addr.clone(),
         config,
         &c,
         c.conns.max(1),
