@@ -966,3 +966,518 @@ fn chat_and_ws_schedules_start_when_every_member_is_ready() {
         );
     }
 }
+
+/// Our own server with HTTPS and TLS echo (and plain HTTP) on ports of
+/// its own, a certificate made for it (localhost, 127.0.0.1).
+struct TlsServer {
+    /// Stops it (also on drop).
+    handle: reactor::Handle,
+    /// Its thread.
+    thread: Option<thread::JoinHandle<reactor::Result<reactor::Stats>>>,
+    /// HTTPS.
+    https: SocketAddr,
+    /// TLS echo.
+    echo: SocketAddr,
+    /// Plain HTTP.
+    http: SocketAddr,
+    /// The certificate (and key) directory.
+    dir: std::path::PathBuf,
+}
+
+impl TlsServer {
+    /// Starts one; `tag` names its certificate directory.
+    fn start(tag: &str) -> TlsServer {
+        let dir = std::env::temp_dir().join(format!("reactor-bench-{tag}-{}", std::process::id()));
+        let (cert, key) = reactor::tls::write_self_signed(&dir).unwrap();
+        let mut cfg = Config::empty();
+        cfg.https = Some("127.0.0.1:0".parse().unwrap());
+        cfg.tls_echo = Some("127.0.0.1:0".parse().unwrap());
+        cfg.http = Some("127.0.0.1:0".parse().unwrap());
+        cfg.tls_cert = Some(cert);
+        cfg.tls_key = Some(key);
+        let (handle, server) = own(cfg);
+        let https = server.local_addr(Service::Https).unwrap();
+        let echo = server.local_addr(Service::TlsEcho).unwrap();
+        let http = server.local_addr(Service::Http).unwrap();
+        let thread = Some(thread::spawn(move || server.run()));
+        TlsServer {
+            handle,
+            thread,
+            https,
+            echo,
+            http,
+            dir,
+        }
+    }
+
+    /// The certificate, for --cacert.
+    fn cert(&self) -> String {
+        self.dir.join("cert.pem").to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Promise: `bench http https://` speaks TLS to our own server, keep-alive
+/// and one request per connection: each connection's handshake is timed
+/// apart from its requests, sessions are resumed unless --no-resume, and
+/// a certificate nobody vouches for fails as `tls` unless -k.
+#[test]
+fn https_against_our_own_server() {
+    let s = TlsServer::start("https");
+    let cert = s.cert();
+    let url = format!("https://localhost:{}/", s.https.port());
+    let r = bench(&[
+        "http", &url, "--cacert", &cert, "-c", "4", "--depth", "2", "-n", "400", "-q",
+    ]);
+    let rec = &r.m.rec;
+    assert_eq!(rec.requests, 400, "{:?}", rec.errors);
+    assert_eq!(rec.errors.total(), 0);
+    assert_eq!(rec.statuses[200], 400);
+    assert_eq!((rec.connect.len(), rec.handshake.len()), (4, 4));
+    assert!(
+        rec.tls_params.as_deref().unwrap().starts_with("TLSv1_3"),
+        "{:?}",
+        rec.tls_params
+    );
+    let v = reactor::bench::report::to_json(&r);
+    assert_eq!(v["handshake_us"]["count"], 4);
+    assert_eq!(v["status_codes"]["200"], 400);
+
+    // One request per connection: 40 handshakes, resumed after the first.
+    let close = [
+        "http", &url, "--cacert", &cert, "--close", "-c", "2", "-n", "40", "-q",
+    ];
+    let r = bench(&close);
+    let x = &r.m.rec.extra;
+    assert_eq!(r.m.rec.requests, 40, "{:?}", r.m.rec.errors);
+    let (full, resumed) = (x.get("handshakes_full"), x.get("handshakes_resumed"));
+    assert_eq!(full.unwrap_or(&0) + resumed.unwrap_or(&0), 40, "{x:?}");
+    assert!(resumed.is_some_and(|&n| n > 0), "no session resumed: {x:?}");
+    let mut no_resume = close.to_vec();
+    no_resume.push("--no-resume");
+    let r = bench(&no_resume);
+    let x = &r.m.rec.extra;
+    assert_eq!(
+        (x.get("handshakes_full"), x.get("handshakes_resumed")),
+        (Some(&40), None)
+    );
+
+    // The system's roots do not know our certificate; -k accepts it.
+    let strict = bench(&[
+        "http",
+        &url,
+        "-c",
+        "1",
+        "-d",
+        "0.2",
+        "--timeout",
+        "1s",
+        "-q",
+    ]);
+    assert_eq!(strict.m.rec.requests, 0);
+    assert!(
+        strict.m.rec.errors.get(Kind::Tls) > 0,
+        "{:?}",
+        strict.m.rec.errors
+    );
+    let any = bench(&["http", &url, "-k", "-c", "1", "-n", "20", "-q"]);
+    assert_eq!(any.m.rec.requests, 20, "{:?}", any.m.rec.errors);
+}
+
+/// Promise: echo, tcp and connect speak TLS too (`--tls`), and `connect
+/// --tls` counts handshakes: every cycle one, full or resumed.
+#[test]
+fn echo_tcp_and_connect_over_tls() {
+    let s = TlsServer::start("tls-echo");
+    let (cert, addr) = (s.cert(), s.echo.to_string());
+    let tls = ["--tls", "--cacert", cert.as_str(), "-q"];
+    let mut echo = vec![
+        "echo", &addr, "-c", "3", "--depth", "4", "--size", "100", "-n", "300",
+    ];
+    echo.extend_from_slice(&tls);
+    let r = bench(&echo);
+    assert_eq!(
+        (r.m.rec.requests, r.m.rec.errors.total()),
+        (300, 0),
+        "{:?}",
+        r.m.rec.errors
+    );
+    assert_eq!(r.m.rec.handshake.len(), 3);
+    let mut tcp = vec![
+        "tcp", &addr, "--send", "ping\\n", "--expect", "ping\\n", "-c", "2", "-n", "100",
+    ];
+    tcp.extend_from_slice(&tls);
+    let r = bench(&tcp);
+    assert_eq!(
+        (r.m.rec.requests, r.m.rec.errors.total()),
+        (100, 0),
+        "{:?}",
+        r.m.rec.errors
+    );
+    let mut connect = vec!["connect", &addr, "-c", "3", "-n", "30"];
+    connect.extend_from_slice(&tls);
+    let r = bench(&connect);
+    let x = &r.m.rec.extra;
+    assert_eq!(
+        (r.m.rec.requests, r.m.rec.errors.total()),
+        (30, 0),
+        "{:?}",
+        r.m.rec.errors
+    );
+    assert_eq!(
+        x.get("handshakes_full").unwrap_or(&0) + x.get("handshakes_resumed").unwrap_or(&0),
+        30
+    );
+    assert!(x.get("handshakes_resumed").is_some_and(|&n| n > 0), "{x:?}");
+    assert_eq!(r.m.rec.handshake.len(), 30);
+}
+
+/// Promise: `bench ws wss://` runs the fan-out over TLS.
+#[test]
+fn wss_fan_out_against_our_own_server() {
+    let s = TlsServer::start("wss");
+    let cert = s.cert();
+    let url = format!("wss://localhost:{}/ws", s.https.port());
+    let r = bench(&[
+        "ws",
+        &url,
+        "--cacert",
+        &cert,
+        "-c",
+        "10",
+        "--senders",
+        "3",
+        "--rate",
+        "500",
+        "-d",
+        "0.5",
+        "-q",
+    ]);
+    assert_fan_out_complete(&r);
+    assert_eq!(r.m.rec.handshake.len(), 10);
+}
+
+/// Promise: bodies reach the server whole: `--body`, `--body-file` (a
+/// large one, pipelined, and over TLS), and a POST without one says
+/// Content-Length: 0.
+#[test]
+fn request_bodies_reach_the_server_whole() {
+    fn ok(_: &Seen) -> Vec<u8> {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
+    }
+    let (addr, log) = http_peer(ok);
+    let url = format!("http://{addr}/up");
+    let r = bench(&[
+        "http", &url, "-m", "POST", "--body", "hello", "-c", "2", "--depth", "3", "-n", "60", "-q",
+    ]);
+    assert_eq!(
+        (r.m.rec.requests, r.m.rec.errors.total()),
+        (60, 0),
+        "{:?}",
+        r.m.rec.errors
+    );
+    let dir = std::env::temp_dir().join(format!("reactor-bench-body-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("big.bin");
+    let big: Vec<u8> = (0..1_000_003u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(&file, &big).unwrap();
+    let f = file.to_str().unwrap();
+    let r = bench(&[
+        "http",
+        &url,
+        "-m",
+        "PUT",
+        "--body-file",
+        f,
+        "-c",
+        "2",
+        "--depth",
+        "2",
+        "-n",
+        "8",
+        "-q",
+    ]);
+    assert_eq!(
+        (r.m.rec.requests, r.m.rec.errors.total()),
+        (8, 0),
+        "{:?}",
+        r.m.rec.errors
+    );
+    assert!(r.m.rec.bytes_out >= 8 * big.len() as u64);
+    let r = bench(&["http", &url, "-m", "POST", "-c", "1", "-n", "5", "-q"]);
+    assert_eq!(r.m.rec.requests, 5);
+    let log = log.lock().unwrap();
+    let (posts, rest) = log.split_at(60);
+    let (puts, empty) = rest.split_at(8);
+    for p in posts {
+        assert_eq!((p.method.as_str(), &p.body[..]), ("POST", &b"hello"[..]));
+        assert!(
+            p.headers.contains(&("content-length".into(), "5".into())),
+            "{:?}",
+            p.headers
+        );
+    }
+    for p in puts {
+        assert_eq!(p.method, "PUT");
+        assert!(
+            p.body == big,
+            "a {}-byte body arrived as {} bytes",
+            big.len(),
+            p.body.len()
+        );
+    }
+    assert_eq!(empty.len(), 5);
+    for p in empty {
+        assert!(p.body.is_empty() && p.headers.contains(&("content-length".into(), "0".into())));
+    }
+    // Our own server reads a POST's body (up to its --max-body, 1 MiB)
+    // and answers 405: over TLS, a large body goes out whole each time
+    // and every answer comes back.
+    let s = TlsServer::start("post");
+    let tls_url = format!("https://127.0.0.1:{}/", s.https.port());
+    let cert = s.cert();
+    let r = bench(&[
+        "http",
+        &tls_url,
+        "--cacert",
+        &cert,
+        "-m",
+        "POST",
+        "--body-file",
+        f,
+        "--expect-status",
+        "405",
+        "-c",
+        "2",
+        "-n",
+        "10",
+        "-q",
+    ]);
+    assert_eq!(
+        (r.m.rec.requests, r.m.rec.errors.total()),
+        (10, 0),
+        "{:?}",
+        r.m.rec.errors
+    );
+    assert_eq!(r.m.rec.statuses[405], 10);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Promise: a request list is taken in turn, each line's method, path,
+/// headers and body as written; the answer to its HEAD has no body.
+#[test]
+fn a_request_list_is_taken_in_turn() {
+    fn answer(r: &Seen) -> Vec<u8> {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec();
+        if r.method == "HEAD" {
+            head
+        } else {
+            [head, b"hello".to_vec()].concat()
+        }
+    }
+    let (addr, log) = http_peer(answer);
+    let dir = std::env::temp_dir().join(format!("reactor-bench-list-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("item.json"), br#"{"n":1}"#).unwrap();
+    let list = dir.join("requests.txt");
+    std::fs::write(
+        &list,
+        "# three requests\nGET /a\nPOST /b Content-Type:application/json \"X-Note: two words\" @item.json\nHEAD /c\n",
+    )
+    .unwrap();
+    let url = format!("http://{addr}/ignored");
+    let r = bench(&[
+        "http",
+        &url,
+        "--requests",
+        list.to_str().unwrap(),
+        "-H",
+        "X-All: 1",
+        "-c",
+        "1",
+        "--depth",
+        "3",
+        "-n",
+        "30",
+        "-q",
+    ]);
+    assert_eq!(
+        (r.m.rec.requests, r.m.rec.errors.total()),
+        (30, 0),
+        "{:?}",
+        r.m.rec.errors
+    );
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), 30);
+    for (i, q) in log.iter().enumerate() {
+        let want = ["GET /a", "POST /b", "HEAD /c"][i % 3];
+        assert_eq!(format!("{} {}", q.method, q.path), want, "request {i}");
+        assert!(q.headers.contains(&("x-all".into(), "1".into())));
+        if q.method == "POST" {
+            assert_eq!(q.body, br#"{"n":1}"#);
+            assert!(q.headers.contains(&("x-note".into(), "two words".into())));
+            assert!(
+                q.headers
+                    .contains(&("content-type".into(), "application/json".into()))
+            );
+        } else {
+            assert!(q.body.is_empty());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Promise: statuses other than 2xx and 3xx are errors, counted by code;
+/// `--expect-status` says which are fine instead. Our own server answers
+/// POST with 405.
+#[test]
+fn statuses_count_by_code_and_expect_status_decides() {
+    let s = TlsServer::start("status");
+    let url = format!("http://localhost:{}/", s.http.port());
+    let r = bench(&[
+        "http", &url, "-m", "POST", "--body", "x", "-c", "2", "-n", "50", "-q",
+    ]);
+    let rec = &r.m.rec;
+    assert_eq!(rec.errors.get(Kind::Status), 50, "{:?}", rec.errors);
+    assert_eq!((rec.statuses[405], rec.status_errors[405]), (50, 50));
+    let v = reactor::bench::report::to_json(&r);
+    assert_eq!(v["errors_by_status"]["405"], 50);
+    let ok = bench(&[
+        "http",
+        &url,
+        "-m",
+        "POST",
+        "--body",
+        "x",
+        "--expect-status",
+        "405",
+        "-c",
+        "2",
+        "-n",
+        "50",
+        "-q",
+    ]);
+    assert_eq!((ok.m.rec.requests, ok.m.rec.errors.total()), (50, 0));
+    assert_eq!(ok.m.rec.status_errors[405], 0);
+    // And a GET expecting 201 gets 200: an error by status.
+    let no = bench(&[
+        "http",
+        &url,
+        "--expect-status",
+        "201,204",
+        "-c",
+        "1",
+        "-n",
+        "10",
+        "-q",
+    ]);
+    assert_eq!(no.m.rec.status_errors[200], 10);
+}
+
+/// How long [`slow_handshake_echo`] waits before each TLS handshake.
+const HANDSHAKE_DELAY: Duration = Duration::from_secs(1);
+
+/// A TLS echo server on port 0 (rustls, a thread per connection) that
+/// waits `HANDSHAKE_DELAY` after accepting before it handshakes.
+fn slow_handshake_echo(dir: &std::path::Path) -> SocketAddr {
+    let (cert, key) = reactor::tls::write_self_signed(dir).unwrap();
+    let config = reactor::tls::server_config(&cert, &key, &[]).unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let config = config.clone();
+            thread::spawn(move || {
+                thread::sleep(HANDSHAKE_DELAY);
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = tls.read(&mut buf) {
+                    if tls.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Promise: keep-alive connections are up, TLS handshakes done, before a
+/// run's clock starts, so an open loop's arrivals do not wait for them:
+/// against a server that takes a second to handshake, every handshake
+/// took that second and no request's latency did.
+#[test]
+fn keep_alive_handshakes_finish_before_the_schedule_starts() {
+    let dir = std::env::temp_dir().join(format!("reactor-bench-slowtls-{}", std::process::id()));
+    let addr = slow_handshake_echo(&dir).to_string();
+    let r = bench(&[
+        "echo", &addr, "--tls", "-k", "-c", "2", "--rate", "100", "-d", "0.5", "-q",
+    ]);
+    let rec = &r.m.rec;
+    assert!(
+        rec.requests >= 10,
+        "{} requests, {:?}",
+        rec.requests,
+        rec.errors
+    );
+    assert_eq!(rec.errors.total(), 0, "{:?}", rec.errors);
+    let delay = HANDSHAKE_DELAY.as_nanos() as u64;
+    assert_eq!(rec.handshake.len(), 2);
+    assert!(
+        rec.handshake.min() >= delay,
+        "handshake {} ns",
+        rec.handshake.min()
+    );
+    assert!(
+        rec.latency.max() < delay,
+        "a request's latency {} ns includes the handshakes",
+        rec.latency.max()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Promise: a host name is resolved once at start (`localhost` here).
+#[test]
+fn host_names_resolve() {
+    let mut cfg = Config::empty();
+    cfg.echo = Some("127.0.0.1:0".parse().unwrap());
+    cfg.http = Some("127.0.0.1:0".parse().unwrap());
+    let (handle, server) = own(cfg);
+    let echo = server.local_addr(Service::Echo).unwrap().port();
+    let http = server.local_addr(Service::Http).unwrap().port();
+    let t = thread::spawn(move || server.run());
+    let e = bench(&[
+        "echo",
+        &format!("localhost:{echo}"),
+        "-c",
+        "2",
+        "-n",
+        "100",
+        "-q",
+    ]);
+    let h = bench(&[
+        "http",
+        &format!("http://localhost:{http}/"),
+        "-c",
+        "2",
+        "-n",
+        "100",
+        "-q",
+    ]);
+    handle.shutdown();
+    t.join().unwrap().unwrap();
+    assert_eq!((e.m.rec.requests, e.m.rec.errors.total()), (100, 0));
+    assert_eq!((h.m.rec.requests, h.m.rec.errors.total()), (100, 0));
+}
