@@ -344,7 +344,7 @@ fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
             break;
         }
         while now >= next_tick {
-            let _ = plan.ticks.send((plan.thread, rec.take_tick()));
+            let _ = plan.ticks.send((plan.thread, rec.take_tick(1_000_000_000)));
             next_tick += 1_000_000_000;
         }
         while stop_at == u64::MAX && sched.peek() <= now && quota != Some(0) {
@@ -386,6 +386,7 @@ fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
         }
     }
     let end = clock.now();
+    plan.last_tick(&mut rec, end);
     Ok(ThreadOut::new(rec, cpu_from, &io.sleeper, stop_at, end))
 }
 

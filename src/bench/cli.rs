@@ -37,6 +37,9 @@ pub enum BenchCommand {
     Idle(IdleArgs),
     /// Compare two --json results; exit code 1 on a regression.
     Compare(CompareArgs),
+    /// Merge --json results of runs made at the same time (by several
+    /// generators): throughputs summed, histograms merged.
+    Merge(MergeArgs),
 }
 
 /// Flags every load workload shares.
@@ -88,6 +91,10 @@ pub struct Common {
     /// Draw the latency spectrum and throughput over time as SVG
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    /// Write each second's latency histogram to FILE, in HdrHistogram's
+    /// interval log format (for HistogramLogProcessor and its plotters)
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
     /// No live ticker (it is shown only when stderr is a terminal anyway)
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -346,6 +353,21 @@ pub struct CompareArgs {
     /// Largest allowed drop in requests/s (and rise in p99), e.g. 5%
     #[arg(long, value_name = "PCT", default_value = "5%", value_parser = parse_percent)]
     pub max_regression: f64,
+}
+
+/// `reactor bench merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The results (--json of each generator's run)
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Write the merged result as JSON (the schema of one run, plus
+    /// merged_from)
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw the merged spectrum and throughput over time as SVG
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Parses `5%`, `5` or `0.5%` into a fraction (0.05).

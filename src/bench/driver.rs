@@ -412,7 +412,7 @@ impl<P: Parser + Clone> Driver<P> {
                 let _ = self
                     .plan
                     .ticks
-                    .send((self.plan.thread, self.rec.take_tick()));
+                    .send((self.plan.thread, self.rec.take_tick(1_000_000_000)));
                 next_tick += 1_000_000_000;
             }
             if now >= next_scan {
@@ -430,6 +430,7 @@ impl<P: Parser + Clone> Driver<P> {
             }
         }
         let end = self.clock.now();
+        self.plan.last_tick(&mut self.rec, end);
         Ok(ThreadOut::new(
             self.rec,
             cpu_from,

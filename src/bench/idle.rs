@@ -68,6 +68,9 @@ pub fn bench(a: &IdleArgs) -> crate::Result<Report> {
         series: Vec::<Second>::new(),
         server,
         server_window_s: window_s,
+        zero_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() - window_s),
     };
     let config = json!({ "hello": a.hello });
     let mut r = Report::new("idle", a.addr.clone(), config, c, c.conns, m);

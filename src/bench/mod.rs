@@ -21,6 +21,7 @@
 //!   `echo.rs` (echo and tcp), `http.rs`, `connect.rs`: the response
 //!   parsers it drives.
 //! - `udp.rs`, `chat.rs`, `idle.rs`: workloads with loops of their own.
+//! - `merge.rs`: the results of runs made at once, as one.
 //!
 //! This file only dispatches on the subcommand.
 
@@ -34,6 +35,7 @@ pub mod hist;
 pub mod http;
 pub mod idle;
 pub mod kind;
+pub mod merge;
 pub mod net;
 pub mod plot;
 pub mod procstat;
@@ -60,5 +62,6 @@ pub fn run(args: BenchArgs) -> crate::Result<Outcome> {
         BenchCommand::Ws(a) => finish::finish(chat::bench_ws(&a)?, &a.common),
         BenchCommand::Idle(a) => finish::finish(idle::bench(&a)?, &a.common),
         BenchCommand::Compare(a) => report::compare(&a),
+        BenchCommand::Merge(a) => merge::merge(&a),
     }
 }

@@ -56,6 +56,8 @@ pub struct Tick {
     pub errors: u64,
     /// Latency (from intended send) of this second's requests.
     pub hist: Histogram<u64>,
+    /// How long it lasted (ns): a second, but for the last one.
+    pub len_ns: u64,
 }
 
 /// Everything one thread measured.
@@ -133,6 +135,7 @@ impl Recorder {
                 bytes_out: 0,
                 errors: 0,
                 hist: histogram(),
+                len_ns: 0,
             },
         }
     }
@@ -255,11 +258,18 @@ impl Recorder {
         }
     }
 
-    /// Closes the current second: returns its tick and starts the next
-    /// (one histogram copy per second, none per request).
-    pub fn take_tick(&mut self) -> Tick {
+    /// The number of the current second.
+    pub fn tick_sec(&self) -> u32 {
+        self.interval.sec
+    }
+
+    /// Closes the current second, `len_ns` long (the last one may be
+    /// shorter): returns its tick and starts the next (one histogram copy
+    /// per second, none per request).
+    pub fn take_tick(&mut self, len_ns: u64) -> Tick {
         let i = &mut self.interval;
         let tick = Tick {
+            len_ns,
             sec: i.sec,
             requests: i.requests,
             bytes_in: i.bytes_in,
@@ -318,10 +328,10 @@ mod tests {
         r.error(1_500_000, Kind::Verify, 2);
         assert_eq!(r.requests, 1);
         assert_eq!(r.errors.total(), 2);
-        let t = r.take_tick();
+        let t = r.take_tick(1_000_000_000);
         assert_eq!((t.sec, t.requests, t.errors), (0, 2, 3));
         assert_eq!(t.hist.len(), 2);
-        let t = r.take_tick();
+        let t = r.take_tick(1_000_000_000);
         assert_eq!((t.sec, t.requests, t.hist.len()), (1, 0, 0));
     }
 

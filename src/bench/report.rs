@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 use super::cli::{Common, CompareArgs};
-use super::hist::{quantile as q, spectrum};
+use super::hist::{self, quantile as q, spectrum};
 use super::kind::{self, Kind, Outcome};
 use super::procstat::{self, Environment};
 use super::run::Merged;
@@ -159,7 +159,7 @@ impl Report {
 }
 
 /// The percentiles reported everywhere.
-const PCTS: [(&str, f64); 6] = [
+pub const PCTS: [(&str, f64); 6] = [
     ("p50", 0.5),
     ("p90", 0.9),
     ("p99", 0.99),
@@ -335,7 +335,7 @@ fn pct_json_or_null(h: &Histogram<u64>) -> Value {
 }
 
 /// Percentiles of `h` in µs, as JSON.
-fn pct_json(h: &Histogram<u64>) -> Value {
+pub fn pct_json(h: &Histogram<u64>) -> Value {
     let mut m = serde_json::Map::new();
     for (name, p) in PCTS {
         m.insert(name.into(), json!(q(h, p) as f64 / 1e3));
@@ -361,6 +361,7 @@ pub fn to_json(r: &Report) -> Value {
                     "bytes_in": s.bytes_in, "bytes_out": s.bytes_out, "errors": s.errors,
                     "p50_us": s.p50 as f64 / 1e3, "p99_us": s.p99 as f64 / 1e3,
                     "max_us": s.max as f64 / 1e3, "server_cpu": s.server_cpu,
+                    "latency_hdr": s.hdr,
                 })
             })
             .collect();
@@ -396,6 +397,17 @@ pub fn to_json(r: &Report) -> Value {
         "errors_by_status": codes_json(&rec.status_errors[..]),
         "requests": rec.requests,
         "duration_s": r.m.window_s,
+        "time": {
+            "zero_unix_s": r.m.zero_unix_s,
+            "start_unix_s": r.m.zero_unix_s + r.warmup_s,
+            "end_unix_s": r.m.zero_unix_s + r.warmup_s + r.m.window_s,
+        },
+        "histograms": {
+            "unit": "ns", "encoding": "HdrHistogram V2 compressed, base64",
+            "latency": hist::encode(&rec.latency), "service_time": hist::encode(&rec.service),
+            "schedule_lag": hist::encode(&rec.lag), "connect_time": hist::encode(&rec.connect),
+            "handshake": hist::encode(&rec.handshake),
+        },
         "bytes": { "sent": rec.bytes_out, "received": rec.bytes_in },
         "bytes_per_sec": {
             "sent": rec.bytes_out as f64 / r.m.window_s,

@@ -6,10 +6,10 @@
 use std::io::{self, IsTerminal, Write};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::cli::Common;
-use super::hist::histogram;
+use super::hist::{self, histogram};
 use super::kind;
 use super::procstat::{self, ProcSample};
 use super::record::{Recorder, Tick};
@@ -18,8 +18,10 @@ use super::text::fmt_ns;
 /// Nanoseconds since the run's base instant.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
-    /// The run's time zero.
+    /// The clock's zero.
     base: Instant,
+    /// The wall-clock time at `base`.
+    wall: SystemTime,
 }
 
 impl Clock {
@@ -27,7 +29,15 @@ impl Clock {
     pub fn start() -> Clock {
         Clock {
             base: Instant::now(),
+            wall: SystemTime::now(),
         }
+    }
+
+    /// The wall-clock time of `ns` on this clock, in seconds since the
+    /// Unix epoch (as the system clock had it when the clock started).
+    pub fn unix_s(&self, ns: u64) -> f64 {
+        let base = self.wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        base.as_secs_f64() + ns as f64 / 1e9
     }
 
     /// Nanoseconds since zero.
@@ -315,6 +325,14 @@ impl Plan {
         self.zero
     }
 
+    /// Sends this thread's last second, cut short at `end`, to the
+    /// collector (the series and the log then hold every request).
+    pub fn last_tick(&self, rec: &mut Recorder, end: u64) {
+        let start = self.zero + u64::from(rec.tick_sec()) * 1_000_000_000;
+        let len = end.saturating_sub(start).min(1_000_000_000);
+        let _ = self.ticks.send((self.thread, rec.take_tick(len)));
+    }
+
     /// When this thread's first per-second tick is due.
     pub fn first_tick(&self) -> u64 {
         self.zero + 1_000_000_000
@@ -439,6 +457,10 @@ pub struct Second {
     pub p99: u64,
     /// Latency max (ns).
     pub max: u64,
+    /// How long it lasted (ns): a second, but for the last one.
+    pub len_ns: u64,
+    /// The second's latency histogram, encoded (see [`hist::encode`]).
+    pub hdr: String,
     /// Server CPU use in this second (1.0 = one core), with `--pid`.
     pub server_cpu: Option<f64>,
 }
@@ -465,6 +487,8 @@ pub struct Merged {
     pub server: Option<(ProcSample, ProcSample)>,
     /// Wall time of the window the server samples span (s).
     pub server_window_s: f64,
+    /// Time zero, in seconds since the Unix epoch (the system clock).
+    pub zero_unix_s: f64,
 }
 
 /// The part of a run that does not depend on the workload.
@@ -530,6 +554,14 @@ where
     }
     drop(tx);
     let mut col = Collector::new(threads, c, clock, from, until);
+    if let Some(path) = &c.hdr_log {
+        let f = std::fs::File::create(path)
+            .map_err(|e| kind::io(format_args!("cannot write {}", path.display()), e))?;
+        col.hdr_log = Some(HdrLog {
+            out: io::BufWriter::new(f),
+            begun: false,
+        });
+    }
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok((_, tick)) => col.tick(tick),
@@ -542,6 +574,10 @@ where
         col.sample_server();
     }
     col.zero = col.zero.or(gate.zero());
+    col.close_seconds(true);
+    if let (Some(e), Some(path)) = (col.log_error.take(), &c.hdr_log) {
+        return Err(kind::io(format_args!("cannot write {}", path.display()), e));
+    }
     col.finish_ticker();
     let mut outs = Vec::new();
     for h in handles {
@@ -581,6 +617,63 @@ struct Collector {
     end: Option<(ProcSample, u64)>,
     /// The last per-second server sample (for the series).
     last: Option<ProcSample>,
+    /// `--hdr-log`: where each second's histogram goes.
+    hdr_log: Option<HdrLog>,
+    /// Why the log stopped, if a write failed.
+    log_error: Option<io::Error>,
+}
+
+/// An HdrHistogram interval log (`--hdr-log`), as the Java
+/// `HistogramLogWriter` writes it and its `HistogramLogProcessor` reads
+/// it: a header, then one line per second, `START,LENGTH,MAX,HISTOGRAM`,
+/// START in seconds after the BaseTime (time zero), MAX in ms (the
+/// histograms hold ns).
+struct HdrLog {
+    /// The file.
+    out: io::BufWriter<std::fs::File>,
+    /// The header is written.
+    begun: bool,
+}
+
+impl HdrLog {
+    /// Writes second `s` of a run whose time zero was `zero` (Unix
+    /// seconds) and whose warmup lasted `warmup_ns`.
+    fn second(&mut self, zero: f64, warmup_ns: u64, s: &Second) -> io::Result<()> {
+        if !self.begun {
+            self.begun = true;
+            let when = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs_f64(zero));
+            writeln!(
+                self.out,
+                "#[Logged with reactor bench {}]",
+                env!("CARGO_PKG_VERSION")
+            )?;
+            writeln!(self.out, "#[Histogram log format version 1.3]")?;
+            writeln!(
+                self.out,
+                "#[StartTime: {zero:.3} (seconds since epoch), {when}]"
+            )?;
+            writeln!(self.out, "#[BaseTime: {zero:.3} (seconds since epoch)]")?;
+            if warmup_ns > 0 {
+                writeln!(self.out, "#[Warmup: until {:.3} s]", warmup_ns as f64 / 1e9)?;
+            }
+            writeln!(
+                self.out,
+                "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\""
+            )?;
+        }
+        if s.len_ns == 0 {
+            return Ok(()); // a run that ended on a second's edge
+        }
+        writeln!(
+            self.out,
+            "{}.000,{:.3},{:.3},{}",
+            s.sec,
+            s.len_ns as f64 / 1e9,
+            s.max as f64 / 1e6,
+            s.hdr
+        )?;
+        self.out.flush()
+    }
 }
 
 impl Collector {
@@ -599,6 +692,8 @@ impl Collector {
             start: None,
             end: None,
             last: c.pid.and_then(procstat::sample),
+            hdr_log: None,
+            log_error: None,
         }
     }
 
@@ -629,16 +724,19 @@ impl Collector {
         acc.bytes_in += t.bytes_in;
         acc.bytes_out += t.bytes_out;
         acc.errors += t.errors;
+        acc.len_ns = acc.len_ns.max(t.len_ns);
         let _ = acc.hist.add(&t.hist);
         if *n == self.threads && idx == self.series.len() {
-            self.close_seconds();
+            self.close_seconds(false);
         }
     }
 
-    /// Moves every complete second, in order, into the series.
-    fn close_seconds(&mut self) {
+    /// Moves every complete second, in order, into the series; with
+    /// `all` (the threads are done), the incomplete ones too: threads that
+    /// ended a second apart leave the last one short of a thread.
+    fn close_seconds(&mut self, all: bool) {
         while let Some((n, t)) = self.pending.get(self.series.len()) {
-            if *n < self.threads {
+            if *n < self.threads && !all {
                 return;
             }
             let cpu = self.pid.and_then(procstat::sample);
@@ -657,13 +755,28 @@ impl Collector {
                 p50: t.hist.value_at_quantile(0.5),
                 p99: t.hist.value_at_quantile(0.99),
                 max: t.hist.max(),
+                len_ns: t.len_ns,
+                hdr: hist::encode(&t.hist),
                 server_cpu,
             };
+            self.log(&s);
             if self.ticker {
                 eprint!("\r\x1b[K{}", ticker_line(&s));
                 let _ = io::stderr().flush();
             }
             self.series.push(s);
+        }
+    }
+
+    /// Appends second `s` to the `--hdr-log` file (its header first); a
+    /// write that fails stops the log and is reported at the end.
+    fn log(&mut self, s: &Second) {
+        let Some(log) = &mut self.hdr_log else { return };
+        let zero = self.clock.unix_s(self.zero.unwrap_or(0));
+        let res = log.second(zero, self.from, s);
+        if let Err(e) = res {
+            self.log_error = Some(e);
+            self.hdr_log = None;
         }
     }
 
@@ -709,6 +822,7 @@ impl Collector {
             _ => (None, 0.0),
         };
         Merged {
+            zero_unix_s: self.clock.unix_s(zero),
             rec,
             thread_busy,
             thread_wait,
@@ -744,6 +858,7 @@ fn empty_tick(sec: u32) -> Tick {
         bytes_out: 0,
         errors: 0,
         hist: histogram(),
+        len_ns: 0,
     }
 }
 

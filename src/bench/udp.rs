@@ -307,7 +307,7 @@ fn run_thread(addr: SocketAddr, size: usize, mut plan: Plan) -> io::Result<Threa
             break;
         }
         while now >= next_tick {
-            let _ = plan.ticks.send((plan.thread, rec.take_tick()));
+            let _ = plan.ticks.send((plan.thread, rec.take_tick(1_000_000_000)));
             next_tick += 1_000_000_000;
         }
         while stop_at == u64::MAX && sched.peek() <= now && quota != Some(0) {
@@ -367,6 +367,7 @@ fn run_thread(addr: SocketAddr, size: usize, mut plan: Plan) -> io::Result<Threa
         }
     }
     let end = clock.now();
+    plan.last_tick(&mut rec, end);
     Ok(ThreadOut::new(rec, cpu_from, &sleeper, stop_at, end))
 }
 
