@@ -887,8 +887,10 @@ fn chat_member(id: usize, mut s: TcpStream, ws: bool, members: &Members) {
     } else {
         format!("{welcome}\n").into_bytes()
     };
-    s.write_all(&out).unwrap();
+    // In the room before its welcome: a line relayed once the member
+    // has seen its welcome reaches it.
     members.lock().unwrap().push((id, s.try_clone().unwrap()));
+    s.write_all(&out).unwrap();
     loop {
         // Every whole line (or masked frame) in `buf`, relayed.
         loop {
