@@ -219,7 +219,7 @@ pub struct HttpArgs {
     /// Requests from FILE, one a line, taken in turn: METHOD PATH
     /// [NAME:VALUE ...] [@BODY_FILE] (see docs/BENCH.md); replaces the
     /// URL's path, -m and the body flags
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["body", "body_file"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["body", "body_file", "method"])]
     pub requests: Option<PathBuf>,
     /// Only these statuses count as success (repeatable, or CODE,CODE);
     /// default: any 2xx or 3xx
