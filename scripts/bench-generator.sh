@@ -17,6 +17,12 @@
 #               vs `redis-benchmark -t ping_inline` (one thread), against
 #               redis-server
 #   redis16     the same, 16 in flight (redis-benchmark -P 16)
+#   nginx_tls   HTTPS keep-alive: `reactor bench http https://` vs `wrk -t1`,
+#               against nginx serving TLS 1.2/1.3 with a certificate from
+#               `reactor cert` (reactor bench trusts it with --cacert)
+#   post        HTTP keep-alive POST of a 4 KiB body (a file):
+#               `reactor bench http -m POST --body-file` vs `h2load --h1 -d`,
+#               against nginx
 # 100 connections, 64-byte echo messages. The pairs go A B, B A, A B, ... (so
 # neither tool always runs first, on a server just warmed by the other),
 # after one discarded warm-up run of each. Every run records, besides the
@@ -51,7 +57,7 @@ else
   ROUNDS=${ROUNDS:-10} SECS=${SECS:-4}
 fi
 PEERS_OUT=${PEERS_OUT:-/tmp/reactor-peers} DOC=${DOC:-$root/docs/PERFORMANCE.md}
-ALL="echo1 echo16 nginx epoll_http redis1 redis16" ONLY=${ONLY:-$ALL}
+ALL="echo1 echo16 nginx epoll_http redis1 redis16 nginx_tls post" ONLY=${ONLY:-$ALL}
 for c in $ONLY; do [[ " $ALL " == *" $c "* ]] || die "ONLY: unknown comparison $c (of: $ALL)"; done
 # wanted NAME: the comparison NAME is to run.
 wanted() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -70,31 +76,46 @@ step_header "peers and tools"
 "$root/../shared/peers/build.sh" "$PEERS_OUT" >&2
 reactor=$(reactor_bin)
 [[ -x $reactor ]] || die "missing $reactor"
-for t in wrk nginx redis-server redis-benchmark taskset; do command -v "$t" >/dev/null || die "missing $t"; done
+for t in wrk h2load nginx redis-server redis-benchmark taskset; do command -v "$t" >/dev/null || die "missing $t"; done
+nginx -V 2>&1 | grep -q -- --with-http_ssl_module || die "nginx has no ssl module"
 step_done
 
-mapfile -t ports < <(free_ports 4)
-((${#ports[@]} == 4)) || die "could not pick free ports"
-p_echo=${ports[0]} p_http=${ports[1]} p_nginx=${ports[2]} p_redis=${ports[3]}
+mapfile -t ports < <(free_ports 5)
+((${#ports[@]} == 5)) || die "could not pick free ports"
+p_echo=${ports[0]} p_http=${ports[1]} p_nginx=${ports[2]} p_redis=${ports[3]} p_tls=${ports[4]}
 mkdir -p "$tmp/ng/logs"
 sed "s/listen 127.0.0.1:7080 /listen 127.0.0.1:$p_nginx /" "$root/../shared/peers/nginx.conf" >"$tmp/ng/nginx.conf"
 grep -q "listen 127.0.0.1:$p_nginx " "$tmp/ng/nginx.conf" || die "could not set nginx's port"
+# The same nginx answer over TLS (one worker of its own, on core 0 too),
+# its certificate from `reactor cert`; and the POST body, 4 KiB.
+"$reactor" cert --out "$tmp/tls" >&2
+sed -e "s|listen 127.0.0.1:7080 |listen 127.0.0.1:$p_tls ssl |" \
+  -e "s|^\( *\)location /|\1ssl_certificate $tmp/tls/cert.pem; ssl_certificate_key $tmp/tls/key.pem; ssl_protocols TLSv1.2 TLSv1.3;\n\1location /|" \
+  "$root/../shared/peers/nginx.conf" >"$tmp/ng/nginx-tls.conf"
+grep -q "listen 127.0.0.1:$p_tls ssl " "$tmp/ng/nginx-tls.conf" || die "could not set nginx's TLS port"
+mkdir -p "$tmp/ngt/logs"
+head -c 4096 /dev/urandom >"$tmp/body.bin"
 spawn "$tmp/epoll_echo.log" taskset -c 0 "$PEERS_OUT/epoll_echo" "$p_echo"
 echo_pid=$SPAWNED
 spawn "$tmp/epoll_http.log" taskset -c 0 "$PEERS_OUT/epoll_http" "$p_http"
 http_pid=$SPAWNED
 spawn "$tmp/nginx.log" taskset -c 0 nginx -p "$tmp/ng" -c "$tmp/ng/nginx.conf"
 nginx_master=$SPAWNED
+spawn "$tmp/nginx-tls.log" taskset -c 0 nginx -p "$tmp/ngt" -c "$tmp/ng/nginx-tls.conf"
+nginx_tls_master=$SPAWNED
 spawn "$tmp/redis.log" taskset -c 0 redis-server --port "$p_redis" --bind 127.0.0.1 \
   --save '' --appendonly no --dir "$tmp"
 redis_pid=$SPAWNED
 wait_tcp "$p_echo" "$echo_pid" 5 || die "epoll_echo does not accept"
 wait_tcp "$p_http" "$http_pid" 5 || die "epoll_http does not accept"
 wait_tcp "$p_nginx" "$nginx_master" 5 || die "nginx does not accept"
+wait_tcp "$p_tls" "$nginx_tls_master" 5 || die "nginx (TLS) does not accept"
 wait_tcp "$p_redis" "$redis_pid" 5 || die "redis-server does not accept"
 # The worker answers (one worker: the master's only child).
 nginx_pid=$(pgrep -P "$nginx_master" | head -1)
 [[ -n $nginx_pid ]] || die "no nginx worker"
+nginx_tls_pid=$(pgrep -P "$nginx_tls_master" | head -1)
+[[ -n $nginx_tls_pid ]] || die "no nginx (TLS) worker"
 
 machine=$(machine_desc)
 src=$(source_desc "$REACTOR_SRC")
@@ -136,6 +157,11 @@ run_one() {
     wrk)
       rate=$(awk '/^Requests\/sec:/ {print $2}' "$runlog")
       if grep -qE 'Socket errors|Non-2xx' "$runlog"; then log "wrk reported errors:"; cat "$runlog" >&2; return 1; fi
+      ;;
+    h2load)
+      rate=$(awk '/^finished in/ {print $4}' "$runlog")
+      grep -qE '^requests: .* 0 failed, 0 errored, 0 timeout' "$runlog" || { log "h2load reported failures:"; cat "$runlog" >&2; return 1; }
+      grep -qE '^status codes: [0-9]+ 2xx, 0 3xx, 0 4xx, 0 5xx' "$runlog" || { log "h2load saw statuses other than 2xx:"; cat "$runlog" >&2; return 1; }
       ;;
     redis-benchmark)
       # -q prints a progress line per second, \r-separated, then the result.
@@ -213,6 +239,11 @@ set_cmd() {
     epoll_load:echo) CMD=("$PEERS_OUT/epoll_load" 127.0.0.1 "$TARGET" -c 100 -l 64 -d "$DEPTH" -t @SECS@) ;;
     reactor:http) CMD=("$reactor" bench http "http://127.0.0.1:$TARGET/" -c 100 -d @SECS@ -q) ;;
     wrk:http) CMD=(wrk -t1 -c100 -d@SECS@s "http://127.0.0.1:$TARGET/") ;;
+    reactor:https) CMD=("$reactor" bench http "https://127.0.0.1:$TARGET/" --cacert "$tmp/tls/cert.pem" -c 100 -d @SECS@ -q) ;;
+    wrk:https) CMD=(wrk -t1 -c100 -d@SECS@s "https://127.0.0.1:$TARGET/") ;;
+    reactor:post) CMD=("$reactor" bench http "http://127.0.0.1:$TARGET/" -m POST --body-file "$tmp/body.bin"
+      -c 100 -d @SECS@ -q) ;;
+    h2load:post) CMD=(h2load --h1 -c 100 -t 1 -D @SECS@ -d "$tmp/body.bin" "http://127.0.0.1:$TARGET/") ;;
     reactor:redis) CMD=("$reactor" bench tcp "127.0.0.1:$TARGET" --send 'PING\r\n' --expect '+PONG\r\n'
       -c 100 --depth "$DEPTH" -d @SECS@ -q) ;;
     # redis-benchmark runs a count, not a time: about SECS seconds' worth.
@@ -236,6 +267,12 @@ if wanted nginx; then
 fi
 if wanted epoll_http; then
   KIND=http TARGET=$p_http compare "HTTP keep-alive, vs wrk -t1 against epoll_http" "$http_pid" wrk
+fi
+if wanted nginx_tls; then
+  KIND=https TARGET=$p_tls compare "HTTPS keep-alive, vs wrk -t1 against nginx (TLS)" "$nginx_tls_pid" wrk
+fi
+if wanted post; then
+  KIND=post TARGET=$p_nginx compare "HTTP POST of a 4 KiB body, vs h2load --h1 against nginx" "$nginx_pid" h2load
 fi
 if wanted redis1; then
   KIND=redis TARGET=$p_redis DEPTH=1 compare "redis PING, vs redis-benchmark -P 1 against redis-server" "$redis_pid" redis-benchmark

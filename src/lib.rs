@@ -33,6 +33,7 @@
 //! - `listen.rs`: opening listeners (socket2, Unix socket files).
 //! - `server.rs`: `Server` (bind, run) and `Handle` (stop, stats).
 //! - `config.rs`, `cli.rs`: what to serve and the limits; the flags.
+//! - `units.rs`: durations and sizes as typed on the command line.
 //! - `stats.rs`: the loop's counters. `error.rs`: the one error type.
 //! - `sys.rs`: the only `unsafe` code (rlimit calls, one socket option, a
 //!   timerfd for the load generator's precise wake-ups).
@@ -53,6 +54,7 @@ pub mod stats;
 pub mod sys;
 pub mod tls;
 pub mod transport;
+pub mod units;
 
 pub use config::{Config, Limits};
 pub use error::{Error, Result};

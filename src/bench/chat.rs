@@ -7,21 +7,25 @@
 //! the loss. Notices (`* ...`) are skipped; `ERROR` lines are counted.
 //!
 //! `reactor bench ws` is the same workload with browser-like members: each
-//! opens `GET /ws`, checks the 101, then sends every line as a masked text
-//! frame and reads each line as one text frame (answering pings).
+//! opens `GET /ws` (over TLS for `wss://`), checks the 101, then sends
+//! every line as a masked text frame and reads each line as one text
+//! frame (answering pings).
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, IoSlice, Write};
 use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 
-use super::cli::{ChatArgs, WsArgs};
+use super::cli::{ChatArgs, Common, WsArgs};
+use super::kind::{self, Kind};
+use super::net;
 use super::record::Recorder;
 use super::report::Report;
 use super::run::{self, Plan, Schedule, Setup, ThreadOut};
-use super::{BenchError, Kind, net};
+use super::stream::Stream;
+use super::tls::Tls;
 
 /// Lines per second when no --rate is given.
 const DEFAULT_RATE: f64 = 1000.0;
@@ -39,14 +43,19 @@ pub enum Wire {
 
 /// One member.
 struct Member {
-    /// Its socket.
-    sock: TcpStream,
+    /// Its connection (TLS for `wss://`).
+    sock: Stream,
+    /// TLS: when its handshake began, until it is done and recorded.
+    handshaking: Option<u64>,
     /// Bytes of an incomplete line.
     partial: Vec<u8>,
     /// Bytes to send that the socket did not take yet.
     out: Vec<u8>,
     /// Welcome line seen.
     welcomed: bool,
+    /// Gone: the server closed it, or refused its upgrade; its events are
+    /// ignored (its failure was counted once).
+    dead: bool,
     /// The 101 was read (always true for lines).
     upgraded: bool,
     /// Next sequence number expected from each sender.
@@ -88,58 +97,84 @@ pub fn classify(line: &[u8]) -> Line {
 }
 
 /// Runs the chat workload (one thread: the members share one loop).
-pub fn bench(a: &ChatArgs) -> Result<Report, BenchError> {
-    workload(a, Wire::Lines, "chat", a.addr.to_string())
+pub fn bench(a: &ChatArgs) -> crate::Result<Report> {
+    let to = net::target(&a.addr, a.common.timeout).map_err(kind::config)?;
+    let room = Room {
+        addr: to.addr,
+        senders: a.senders,
+        wire: Wire::Lines,
+        tls: None,
+    };
+    workload(room, &a.common, "chat", a.addr.clone())
 }
 
-/// Runs the chat workload over WebSocket (`reactor bench ws URL`).
-pub fn bench_ws(a: &WsArgs) -> Result<Report, BenchError> {
-    let url = a.url.replacen("ws://", "http://", 1);
-    let url =
-        super::http::parse_url(&url).map_err(|e| BenchError(e.replace("http://", "ws://")))?;
+/// Runs the chat workload over WebSocket (`reactor bench ws URL`): `ws://`,
+/// or `wss://` (TLS, ALPN `http/1.1`).
+pub fn bench_ws(a: &WsArgs) -> crate::Result<Report> {
+    let as_http =
+        |scheme: &str, http: &str| a.url.strip_prefix(scheme).map(|r| format!("{http}{r}"));
+    let Some(url) = as_http("ws://", "http://").or_else(|| as_http("wss://", "https://")) else {
+        return Err(kind::config(format!("'{}': a ws:// or wss:// URL", a.url)));
+    };
+    let url = super::http::parse_url(&url, a.common.timeout).map_err(kind::config)?;
     let upgrade = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        url.path, url.host
+        url.path, url.authority
     );
-    let chat = ChatArgs {
+    let tls = match url.tls {
+        true => Some(Tls::new(&a.tls_opts, &url.host, &[b"http/1.1"])?),
+        false => None,
+    };
+    let room = Room {
         addr: url.addr,
         senders: a.senders,
-        common: a.common.clone(),
+        wire: Wire::Ws(upgrade.into_bytes()),
+        tls,
     };
-    workload(&chat, Wire::Ws(upgrade.into_bytes()), "ws", a.url.clone())
+    workload(room, &a.common, "ws", a.url.clone())
 }
 
-/// The chat workload over `wire`, named `name` in the report.
-fn workload(
-    a: &ChatArgs,
+/// Where the members go and how they talk.
+#[derive(Clone, Debug)]
+struct Room {
+    /// The server.
+    addr: SocketAddr,
+    /// Members that send.
+    senders: usize,
+    /// Lines or WebSocket frames.
     wire: Wire,
+    /// TLS for every member.
+    tls: Option<Tls>,
+}
+
+/// The chat workload in `room`, named `name` in the report.
+fn workload(
+    mut room: Room,
+    common: &Common,
     name: &'static str,
     target: String,
-) -> Result<Report, BenchError> {
-    let mut c = a.common.clone();
+) -> crate::Result<Report> {
+    let mut c = common.clone();
     c.rate = Some(c.rate.unwrap_or(DEFAULT_RATE));
     let k = c.conns.max(2);
-    let senders = a.senders.clamp(1, k);
-    let addr = a.addr;
+    room.senders = room.senders.clamp(1, k);
+    let senders = room.senders;
     let setup = Setup {
         common: &c,
         conns: k,
         threads: 1,
     };
-    let m = run::drive(setup, move |plan| run_thread(addr, senders, &wire, plan))?;
+    let m = run::drive(setup, move |plan| run_thread(&room, plan))?;
     let config = json!({ "members": k, "senders": senders });
     Ok(Report::new(name, target, config, &c, k, m))
 }
 
-/// Connects every member and waits for each welcome line.
-fn join(
-    addr: SocketAddr,
-    plan: &Plan,
-    senders: usize,
-    wire: &Wire,
-    poll: &Poll,
-) -> io::Result<Vec<Member>> {
+/// Connects every member (blocking, each within the timeout) and queues
+/// the upgrade request of each (`ws`); TLS handshakes begin with the
+/// first write.
+fn join(room: &Room, plan: &Plan, poll: &Poll) -> io::Result<Vec<Member>> {
+    let (addr, senders, wire) = (room.addr, room.senders, &room.wire);
     let mut members = Vec::with_capacity(plan.conns);
     for i in 0..plan.conns {
         let src = net::source_ip(i, plan.source_ips, addr);
@@ -152,14 +187,20 @@ fn join(
         })?;
         sock.set_nonblocking(true)?;
         sock.set_tcp_nodelay(true)?;
-        let mut s = TcpStream::from_std(sock.into());
-        poll.registry()
-            .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+        let s = TcpStream::from_std(sock.into());
+        let mut s = Stream::new(s, room.tls.as_ref())?;
+        poll.registry().register(
+            s.socket(),
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         let mut m = Member {
+            handshaking: (!s.is_plain()).then(|| plan.clock.now()),
             sock: s,
             partial: Vec::new(),
             out: Vec::new(),
             welcomed: false,
+            dead: false,
             upgraded: true,
             expect: vec![0; senders],
         };
@@ -172,28 +213,119 @@ fn join(
     Ok(members)
 }
 
-/// The members' loop.
-fn run_thread(addr: SocketAddr, senders: usize, wire: &Wire, plan: Plan) -> io::Result<ThreadOut> {
-    let mut poll = Poll::new()?;
-    let mut members = join(addr, &plan, senders, wire, &poll)?;
-    let ws = matches!(wire, Wire::Ws(_));
+/// Waits until every member is welcomed or gone (each failure counted
+/// once), up to `timeout` (ns) from now; a member still waiting then is a
+/// `timeout` error, and gone.
+fn welcome_all(
+    members: &mut [Member],
+    io: &mut Io,
+    rec: &mut Recorder,
+    clock: &run::Clock,
+    timeout: u64,
+    ws: bool,
+) -> io::Result<()> {
+    let deadline = clock.now().saturating_add(timeout);
+    loop {
+        let now = clock.now();
+        if members.iter().all(|m| m.welcomed || m.dead) {
+            return Ok(());
+        }
+        if now >= deadline {
+            for m in members.iter_mut().filter(|m| !m.welcomed && !m.dead) {
+                rec.error(now, Kind::Timeout, 1);
+                m.dead = true;
+            }
+            return Ok(());
+        }
+        io.sleeper
+            .wait(&mut io.poll, &mut io.events, clock, deadline)?;
+        for ev in io.events.iter().filter(|e| e.token() != run::ALARM) {
+            // Nothing is measured yet: no delivery counts.
+            let m = &mut members[ev.token().0];
+            serve(m, ev, &mut io.rbuf, rec, clock, u64::MAX, ws);
+        }
+    }
+}
+
+/// A member's readiness event: writes what it has queued, reads what came
+/// (answering pings); returns the measured deliveries read. A write that
+/// fails is a `write` error; a member already gone is skipped.
+fn serve(
+    m: &mut Member,
+    ev: &mio::event::Event,
+    rbuf: &mut [u8],
+    rec: &mut Recorder,
+    clock: &run::Clock,
+    from: u64,
+    ws: bool,
+) -> u64 {
+    if m.dead {
+        return 0;
+    }
+    if ev.is_writable() && flush(m).is_err() {
+        rec.error(clock.now(), Kind::Write, 1);
+    }
+    let got = receive(m, rbuf, rec, clock, from, ws);
+    if let Some(since) = m.handshaking
+        && let Some(h) = m.sock.handshake_done()
+    {
+        rec.handshaken(clock.now(), since, &h);
+        m.handshaking = None;
+    }
+    if !m.dead && (!m.out.is_empty() || m.sock.pending()) && flush(m).is_err() {
+        rec.error(clock.now(), Kind::Write, 1); // a pong
+    }
+    got
+}
+
+/// The poll set and what waiting on it takes.
+struct Io {
+    /// The members' readiness.
+    poll: Poll,
+    /// Its events.
+    events: Events,
+    /// Waits until the next send (precise: a timerfd).
+    sleeper: run::Sleeper,
+    /// The read buffer every member shares.
+    rbuf: Vec<u8>,
+}
+
+/// The members' loop: join, wait for every welcome (the setup), then send
+/// on schedule from time zero.
+fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
+    let poll = Poll::new()?;
+    let mut members = join(room, &plan, &poll)?;
+    let ws = matches!(room.wire, Wire::Ws(_));
     let clock = plan.clock;
-    let mut rec = Recorder::new(plan.from, plan.until);
+    let sleeper = run::Sleeper::new(poll.registry(), &plan, true)?;
+    let mut io = Io {
+        poll,
+        events: Events::with_capacity(1024),
+        sleeper,
+        rbuf: vec![0u8; 64 * 1024],
+    };
+    // Setup failures count: the window is set at time zero.
+    let mut rec = Recorder::new(0, u64::MAX);
+    welcome_all(&mut members, &mut io, &mut rec, &clock, plan.timeout, ws)?;
+    let zero = plan.start();
+    rec.set_window(plan.from, plan.until);
+    io.sleeper.count_from(plan.from);
+    // The senders are the first of the members that joined.
+    let live: Vec<usize> = (0..members.len()).filter(|&i| !members[i].dead).collect();
+    let senders = room.senders.min(live.len());
     let mut sched = Schedule::new(
-        clock.now(),
+        zero,
         plan.rate.unwrap_or(DEFAULT_RATE),
         plan.poisson,
         plan.seed,
     );
     let mut seqs = vec![0u64; senders];
     let (mut next_sender, mut lines_measured, mut got_measured) = (0usize, 0u64, 0u64);
-    let mut events = Events::with_capacity(1024);
-    let mut sleeper = run::Sleeper::new(poll.registry(), &plan, true)?;
-    let mut rbuf = vec![0u8; 64 * 1024];
     let mut line = Vec::with_capacity(64);
-    let (mut next_tick, mut stop_at, mut cpu_from) = (1_000_000_000u64, u64::MAX, None);
-    let mut quota = plan.count;
-    let others = (members.len() - 1) as u64;
+    let (mut next_tick, mut stop_at, mut cpu_from) = (plan.first_tick(), u64::MAX, None);
+    // Fewer than two members: no line has anyone to go to.
+    let mut quota = if live.len() < 2 { Some(0) } else { plan.count };
+    let others = live.len().saturating_sub(1) as u64;
     loop {
         let now = clock.now();
         if cpu_from.is_none() && now >= plan.from {
@@ -212,11 +344,10 @@ fn run_thread(addr: SocketAddr, senders: usize, wire: &Wire, plan: Plan) -> io::
             break;
         }
         while now >= next_tick {
-            let _ = plan.ticks.send((plan.thread, rec.take_tick()));
+            let _ = plan.ticks.send((plan.thread, rec.take_tick(1_000_000_000)));
             next_tick += 1_000_000_000;
         }
-        let ready = members.iter().all(|m| m.welcomed);
-        while ready && stop_at == u64::MAX && sched.peek() <= now && quota != Some(0) {
+        while stop_at == u64::MAX && sched.peek() <= now && quota != Some(0) {
             let t = sched.peek();
             sched.advance();
             rec.lagged(now, t);
@@ -239,7 +370,7 @@ fn run_thread(addr: SocketAddr, senders: usize, wire: &Wire, plan: Plan) -> io::
             if let Some(q) = &mut quota {
                 *q -= 1;
             }
-            let m = &mut members[s];
+            let m = &mut members[live[s]];
             m.out.extend_from_slice(&line);
             if flush(m).is_err() {
                 rec.error(now, Kind::Write, 1);
@@ -247,27 +378,26 @@ fn run_thread(addr: SocketAddr, senders: usize, wire: &Wire, plan: Plan) -> io::
             rec.wrote(now, line.len());
         }
         let wake = run::next_wake(&sched, &plan, stop_at, next_tick);
-        sleeper.wait(&mut poll, &mut events, &clock, wake)?;
-        for ev in events.iter().filter(|e| e.token() != run::ALARM) {
+        io.sleeper
+            .wait(&mut io.poll, &mut io.events, &clock, wake)?;
+        for ev in io.events.iter().filter(|e| e.token() != run::ALARM) {
             let m = &mut members[ev.token().0];
-            if ev.is_writable() && flush(m).is_err() {
-                rec.error(clock.now(), Kind::Write, 1);
-            }
-            let r = receive(m, &mut rbuf, &mut rec, &clock, plan.from, ws);
-            got_measured += r;
-            if !m.out.is_empty() && flush(m).is_err() {
-                rec.error(clock.now(), Kind::Write, 1); // a pong
-            }
+            got_measured += serve(m, ev, &mut io.rbuf, &mut rec, &clock, plan.from, ws);
         }
     }
     let end = clock.now();
-    Ok(ThreadOut::new(rec, cpu_from, &sleeper, stop_at, end))
+    plan.last_tick(&mut rec, end);
+    Ok(ThreadOut::new(rec, cpu_from, &io.sleeper, stop_at, end))
 }
 
 /// Writes what member `m` has queued, until done or `WouldBlock`.
 fn flush(m: &mut Member) -> io::Result<()> {
+    match m.sock.flush() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+        other => other?,
+    }
     while !m.out.is_empty() {
-        match m.sock.write(&m.out) {
+        match m.sock.write(&[IoSlice::new(&m.out)]) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => {
                 m.out.drain(..n);
@@ -295,6 +425,7 @@ fn receive(
         match m.sock.read(rbuf) {
             Ok(0) => {
                 rec.error(clock.now(), Kind::Read, 1);
+                m.dead = true;
                 return got;
             }
             Ok(n) => {
@@ -306,6 +437,9 @@ fn receive(
                 } else {
                     // The 101's head first, then frames (maybe in one read).
                     let head = if m.upgraded { 0 } else { upgraded(m, rec, now) };
+                    if m.dead {
+                        return got;
+                    }
                     match m.upgraded {
                         true => frames(m, head, rec, now, from, &mut got),
                         false => 0,
@@ -321,6 +455,7 @@ fn receive(
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => {
                 rec.error(clock.now(), Kind::Read, 1);
+                m.dead = true;
                 return got;
             }
         }
@@ -366,13 +501,15 @@ fn frames(
 }
 
 /// Reads the response to the upgrade: a 101 lets frames begin; anything
-/// else is a status error. Returns the head's length (0 while incomplete).
+/// else is a status error, and the member is gone. Returns the head's
+/// length (0 while incomplete).
 fn upgraded(m: &mut Member, rec: &mut Recorder, now: u64) -> usize {
     let Some(end) = m.partial.windows(4).position(|w| w == b"\r\n\r\n") else {
         return 0;
     };
     if !m.partial.starts_with(b"HTTP/1.1 101 ") {
         rec.error(now, Kind::Status, 1);
+        m.dead = true;
     }
     m.upgraded = true;
     end + 4

@@ -1,13 +1,12 @@
 //! The flags of `reactor bench`: one subcommand per workload, plus
 //! `compare`. Flags shared by every load workload live in [`Common`].
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::cli::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_size};
 
 /// Drive a server with load and report throughput and latency honestly.
 #[derive(Debug, Args)]
@@ -38,6 +37,9 @@ pub enum BenchCommand {
     Idle(IdleArgs),
     /// Compare two --json results; exit code 1 on a regression.
     Compare(CompareArgs),
+    /// Merge --json results of runs made at the same time (by several
+    /// generators): throughputs summed, histograms merged.
+    Merge(MergeArgs),
 }
 
 /// Flags every load workload shares.
@@ -89,16 +91,42 @@ pub struct Common {
     /// Draw the latency spectrum and throughput over time as SVG
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    /// Write each second's latency histogram to FILE, in HdrHistogram's
+    /// interval log format (for HistogramLogProcessor and its plotters)
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
     /// No live ticker (it is shown only when stderr is a terminal anyway)
     #[arg(short = 'q', long)]
     pub quiet: bool,
 }
 
+/// TLS settings of the workloads that speak it.
+#[derive(Clone, Debug, Default, Args)]
+pub struct TlsOpts {
+    /// TLS: trust the CA certificates in FILE (PEM) instead of the
+    /// system's (/etc/ssl/certs/ca-certificates.crt)
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// TLS: accept any server certificate (the handshake's signatures are
+    /// still checked)
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+    /// TLS: no session resumption, a full handshake on every connection
+    #[arg(long)]
+    pub no_resume: bool,
+}
+
 /// `reactor bench echo`.
 #[derive(Debug, Args)]
 pub struct EchoArgs {
-    /// Server address, e.g. 127.0.0.1:8080
-    pub addr: SocketAddr,
+    /// Server, HOST:PORT (e.g. 127.0.0.1:8080, localhost:8080, [::1]:8080)
+    pub addr: String,
+    /// Speak TLS (SNI: HOST)
+    #[arg(long)]
+    pub tls: bool,
+    /// TLS settings.
+    #[command(flatten)]
+    pub tls_opts: TlsOpts,
     /// Bytes per message
     #[arg(long, value_name = "BYTES", default_value = "64", value_parser = parse_size)]
     pub size: usize,
@@ -113,8 +141,14 @@ pub struct EchoArgs {
 /// `reactor bench tcp`.
 #[derive(Debug, Args)]
 pub struct TcpArgs {
-    /// Server address, e.g. 127.0.0.1:6379
-    pub addr: SocketAddr,
+    /// Server, HOST:PORT (e.g. 127.0.0.1:6379)
+    pub addr: String,
+    /// Speak TLS (SNI: HOST)
+    #[arg(long)]
+    pub tls: bool,
+    /// TLS settings.
+    #[command(flatten)]
+    pub tls_opts: TlsOpts,
     /// The request's bytes, with escapes \r \n \t \0 \\ \xNN (e.g. 'PING\r\n')
     #[arg(long, value_name = "BYTES", value_parser = parse_escaped)]
     pub send: Bytes,
@@ -170,8 +204,27 @@ pub fn parse_escaped(s: &str) -> Result<Bytes, String> {
 /// `reactor bench http`.
 #[derive(Debug, Args)]
 pub struct HttpArgs {
-    /// http://HOST:PORT/PATH (HOST an IP address or localhost)
+    /// http://HOST[:PORT]/PATH or https://... (HOST a name, resolved once,
+    /// or an IP address)
     pub url: String,
+    /// The request method
+    #[arg(short = 'm', long, value_name = "METHOD", default_value = "GET", value_parser = parse_method)]
+    pub method: String,
+    /// The request body (sent with Content-Length)
+    #[arg(long, value_name = "STRING", conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// The request body, read from FILE once (and never copied per request)
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+    /// Requests from FILE, one a line, taken in turn: METHOD PATH
+    /// [NAME:VALUE ...] [@BODY_FILE] (see docs/BENCH.md); replaces the
+    /// URL's path, -m and the body flags
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["body", "body_file", "method"])]
+    pub requests: Option<PathBuf>,
+    /// Only these statuses count as success (repeatable, or CODE,CODE);
+    /// default: any 2xx or 3xx
+    #[arg(long, value_name = "CODE", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(100..600))]
+    pub expect_status: Vec<u16>,
     /// One request per connection (Connection: close); latency includes the connect
     #[arg(long)]
     pub close: bool,
@@ -182,19 +235,34 @@ pub struct HttpArgs {
     /// request is otherwise the smallest HTTP/1.1 allows: GET, Host)
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     pub headers: Vec<String>,
+    /// TLS settings (https://).
+    #[command(flatten)]
+    pub tls_opts: TlsOpts,
     /// Shared flags.
     #[command(flatten)]
     pub common: Common,
 }
 
+/// A request method: a token (RFC 9110), e.g. GET, POST, HEAD.
+pub fn parse_method(s: &str) -> Result<String, String> {
+    if s.is_empty() || !s.chars().all(is_tchar) {
+        return Err(format!("'{s}': not a method"));
+    }
+    Ok(s.to_string())
+}
+
+/// A token character (RFC 9110 5.6.2).
+pub fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
 /// A `-H` header: `Name: value`, the name a token (RFC 9110), no CR or
 /// LF anywhere (they would let one flag smuggle a second request).
-fn parse_header(s: &str) -> Result<String, String> {
+pub fn parse_header(s: &str) -> Result<String, String> {
     let (name, value) = s
         .split_once(':')
         .ok_or_else(|| format!("'{s}': a header is NAME: VALUE"))?;
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(token) {
+    if name.is_empty() || !name.chars().all(is_tchar) {
         return Err(format!("'{name}': not a header name"));
     }
     if value.contains(['\r', '\n']) {
@@ -206,8 +274,8 @@ fn parse_header(s: &str) -> Result<String, String> {
 /// `reactor bench udp`.
 #[derive(Debug, Args)]
 pub struct UdpArgs {
-    /// Server address, e.g. 127.0.0.1:8000
-    pub addr: SocketAddr,
+    /// Server, HOST:PORT (e.g. 127.0.0.1:8000)
+    pub addr: String,
     /// Bytes per datagram (at least 24: sequence number and two timestamps)
     #[arg(long, value_name = "BYTES", default_value = "64", value_parser = parse_size)]
     pub size: usize,
@@ -219,8 +287,8 @@ pub struct UdpArgs {
 /// `reactor bench chat`.
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    /// Server address, e.g. 127.0.0.1:9000
-    pub addr: SocketAddr,
+    /// Server, HOST:PORT (e.g. 127.0.0.1:9000)
+    pub addr: String,
     /// Members that send (the first S of the -c members); all receive
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub senders: usize,
@@ -232,11 +300,14 @@ pub struct ChatArgs {
 /// `reactor bench ws`.
 #[derive(Debug, Args)]
 pub struct WsArgs {
-    /// WebSocket URL, e.g. ws://127.0.0.1:8000/ws (no TLS)
+    /// WebSocket URL, e.g. ws://127.0.0.1:8000/ws or wss://localhost:8443/ws
     pub url: String,
     /// Members that send (the first S of the -c members); all receive
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub senders: usize,
+    /// TLS settings (wss://).
+    #[command(flatten)]
+    pub tls_opts: TlsOpts,
     /// Shared flags (--rate is lines/s in total, default 1000).
     #[command(flatten)]
     pub common: Common,
@@ -245,8 +316,15 @@ pub struct WsArgs {
 /// `reactor bench connect`.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// Server address, e.g. 127.0.0.1:12345 (greet)
-    pub addr: SocketAddr,
+    /// Server, HOST:PORT (e.g. 127.0.0.1:12345, greet)
+    pub addr: String,
+    /// TLS handshakes: connect, handshake, close_notify, wait for the
+    /// server to close (no greeting needed); resumed unless --no-resume
+    #[arg(long)]
+    pub tls: bool,
+    /// TLS settings.
+    #[command(flatten)]
+    pub tls_opts: TlsOpts,
     /// Shared flags (-c is the number of connection cycles running at once).
     #[command(flatten)]
     pub common: Common,
@@ -255,8 +333,8 @@ pub struct ConnectArgs {
 /// `reactor bench idle`.
 #[derive(Debug, Args)]
 pub struct IdleArgs {
-    /// Server address
-    pub addr: SocketAddr,
+    /// Server, HOST:PORT
+    pub addr: String,
     /// Send this once on each connection first (e.g. 'hi\n'; \r and \n are unescaped)
     #[arg(long, value_name = "TEXT")]
     pub hello: Option<String>,
@@ -275,6 +353,21 @@ pub struct CompareArgs {
     /// Largest allowed drop in requests/s (and rise in p99), e.g. 5%
     #[arg(long, value_name = "PCT", default_value = "5%", value_parser = parse_percent)]
     pub max_regression: f64,
+}
+
+/// `reactor bench merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The results (--json of each generator's run)
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Write the merged result as JSON (the schema of one run, plus
+    /// merged_from)
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw the merged spectrum and throughput over time as SVG
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
 }
 
 /// Parses `5%`, `5` or `0.5%` into a fraction (0.05).

@@ -1,16 +1,21 @@
-//! The request/response load loop over TCP, one per thread: echo, HTTP and
-//! connect all run here, each with its own response [`Parser`].
+//! The request/response load loop over TCP, one per thread: echo, tcp,
+//! HTTP and connect all run here, each with its own response [`Parser`],
+//! over plain TCP or TLS ([`Stream`]).
 //!
 //! The loop copies the server's care: sockets registered once for read
 //! and write (edge-triggered, readiness kept in the connection), reads
-//! until `WouldBlock` or a short read, writes until `WouldBlock`, a
-//! non-blocking connect checked with `take_error` and `peer_addr`.
+//! until `WouldBlock` (or, plain TCP only, a short read), writes until
+//! `WouldBlock`, a non-blocking connect checked with `take_error` and
+//! `peer_addr`, then the TLS handshake driven by the same events.
 //!
-//! Requests are identical, so the bytes to send are periodic: a template
-//! of the request repeated `depth + 1` times is written from, at the
-//! offset where the last write stopped. Nothing is allocated per request:
-//! each connection keeps a FIFO (capacity `depth`) of send times, so every
-//! pipelined request is timed on its own.
+//! Requests come from a list taken round-robin ([`Request`]: a head and a
+//! body shared by every request that sends it). Nothing is copied or
+//! allocated per request: each connection keeps a queue of the requests
+//! it has not finished writing, written straight from the list with one
+//! `writev` (TLS: one record) for as many as are queued, and a FIFO of
+//! send times (capacity `depth`) for the ones awaiting an answer, so
+//! every pipelined request is timed on its own. The two are apart: a
+//! server may answer a request before it has read all of its body.
 //!
 //! Load: each connection offers `depth` *slots*. Closed loop: a free slot
 //! is filled at once. Open loop: arrivals come from a [`Schedule`] into a
@@ -18,16 +23,18 @@
 //! arrival's intended time, so waiting shows (coordinated omission).
 
 use std::collections::VecDeque;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, IoSlice};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::Kind;
+use super::kind::Kind;
 use super::net;
 use super::record::Recorder;
 use super::run::{self, Clock, Plan, Schedule, Sleeper, ThreadOut};
+use super::stream::Stream;
+use super::tls::Tls;
 
 /// How long a failed connection waits before it is tried again.
 const RETRY_NS: u64 = 10_000_000;
@@ -35,18 +42,88 @@ const RETRY_NS: u64 = 10_000_000;
 const SCAN_NS: u64 = 20_000_000;
 /// Bytes taken from a socket per read.
 const READ_BUF: usize = 64 * 1024;
+/// Buffers one `writev` takes at most (two per request: head and body).
+const MAX_IOV: usize = 64;
+
+/// One complete response, as its parser judged it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// Fine, or why not.
+    pub verdict: Result<(), Kind>,
+    /// Its status code (HTTP); 0 where the protocol has none.
+    pub status: u16,
+}
+
+impl Answer {
+    /// An answer without a status code.
+    pub fn plain(verdict: Result<(), Kind>) -> Answer {
+        Answer { verdict, status: 0 }
+    }
+}
+
+/// Where a parser's responses go, and what it may ask about them.
+pub trait Sink {
+    /// The request the next response answers (its index in the
+    /// workload's list), if one is awaited: HTTP needs it, since the
+    /// answer to a HEAD has no body.
+    fn request(&self) -> Option<usize>;
+    /// One complete response.
+    fn done(&mut self, answer: Answer);
+}
+
+/// A closure taking each answer is a sink whose requests are unknown (a
+/// HEAD among them is not: every answer is read as having its body).
+impl<F: FnMut(Answer)> Sink for F {
+    fn request(&self) -> Option<usize> {
+        None
+    }
+
+    fn done(&mut self, answer: Answer) {
+        self(answer);
+    }
+}
 
 /// A response parser: one per connection, fed the bytes as they arrive.
 pub trait Parser {
-    /// Takes bytes read; calls `done` once per complete response, with
-    /// its verdict. Err means the stream cannot be followed any more (the
-    /// connection is dropped, its in-flight requests fail with that kind).
-    fn feed(&mut self, data: &[u8], done: &mut impl FnMut(Result<(), Kind>)) -> Result<(), Kind>;
-    /// The peer closed: Some(verdict) if that completed a response
+    /// Takes bytes read; calls `sink.done` once per complete response.
+    /// Err means the stream cannot be followed any more (the connection
+    /// is dropped, its in-flight requests fail with that kind).
+    fn feed(&mut self, data: &[u8], sink: &mut impl Sink) -> Result<(), Kind>;
+    /// The peer closed: Some(answer) if that completed a response
     /// (an EOF-delimited body, a greeting); None otherwise.
-    fn eof(&mut self) -> Option<Result<(), Kind>>;
+    fn eof(&mut self) -> Option<Answer>;
     /// Forgets any partial response (the connection was replaced).
     fn reset(&mut self);
+}
+
+/// One request's bytes: a head and a body (often empty), both shared by
+/// every connection that sends it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The first bytes (HTTP: the request line and headers).
+    pub head: Arc<[u8]>,
+    /// The bytes after (HTTP: the body; a file's bytes, loaded once).
+    pub body: Arc<[u8]>,
+}
+
+impl Request {
+    /// A request of `head` alone.
+    pub fn new(head: Vec<u8>) -> Request {
+        Request {
+            head: head.into(),
+            body: Arc::from(&[][..]),
+        }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    /// True if nothing is sent (the connect workload).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What one workload sends and how.
@@ -54,23 +131,32 @@ pub trait Parser {
 pub struct Spec<P> {
     /// The server.
     pub addr: SocketAddr,
-    /// One request's bytes (empty: nothing is sent, as in `connect`).
-    pub request: Vec<u8>,
+    /// The requests, taken in turn (one empty request: nothing is sent,
+    /// as in `connect`).
+    pub requests: Arc<[Request]>,
     /// Requests in flight per connection.
     pub depth: usize,
     /// One request per connection: connect, ask, answer, close.
     pub per_conn: bool,
     /// The parser each connection starts with.
     pub parser: P,
+    /// TLS over every connection.
+    pub tls: Option<Tls>,
+    /// Once connected (and through the handshake), close our side (TLS:
+    /// `close_notify`) and wait for the server to close: the cycle of
+    /// `connect --tls`.
+    pub hang_up: bool,
 }
 
-/// A request in flight.
+/// A request awaiting its answer.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     /// When it was meant to be sent (ns since the base).
     intended: u64,
     /// When it was queued for writing (or its connect began).
     sent: u64,
+    /// Which request of the list.
+    req: u32,
 }
 
 /// Where a connection is in its life.
@@ -80,30 +166,33 @@ enum State {
     Idle,
     /// Connect started, not yet confirmed.
     Connecting,
-    /// Connected: requests flow.
+    /// Connected; the TLS handshake runs.
+    Handshaking,
+    /// Requests flow.
     Open,
 }
 
 /// One client connection.
 #[derive(Debug)]
 struct Conn<P> {
-    /// The socket, if any.
-    sock: Option<TcpStream>,
+    /// The socket (and TLS), if any.
+    stream: Option<Stream>,
     /// Life stage.
     state: State,
     /// The socket took our last write whole (readiness kept in user space).
     writable: bool,
     /// The peer's FIN was announced: read to EOF, not to a short read.
     peer_closed: bool,
-    /// Requests in flight, oldest first.
+    /// Requests awaiting an answer, oldest first.
     fifo: VecDeque<Pending>,
-    /// Request bytes queued but not yet written.
-    queued: usize,
-    /// Offset in the periodic request stream where the next write starts.
-    out_pos: usize,
+    /// Requests not yet wholly written (indexes into the list), oldest
+    /// first.
+    out: VecDeque<u32>,
+    /// Bytes of `out`'s first request already written.
+    out_off: usize,
     /// The response parser.
     parser: P,
-    /// When the current connect started.
+    /// When the current connect (then handshake) started.
     since: u64,
     /// Index of this connection across all threads (source address choice).
     global: usize,
@@ -115,8 +204,6 @@ struct Driver<P> {
     poll: Poll,
     /// The workload.
     spec: Spec<P>,
-    /// `spec.request` repeated `depth + 1` times: what writes copy from.
-    tmpl: Vec<u8>,
     /// The run's plan (this thread's share).
     plan: Plan,
     /// The clock (ns since the run's base instant).
@@ -137,12 +224,74 @@ struct Driver<P> {
     retry: Vec<(u64, usize)>,
     /// Read buffer shared by every connection of this thread.
     rbuf: Vec<u8>,
+    /// The next request of the list to send.
+    next_req: usize,
     /// Requests left to start (with `-n`).
     quota: Option<u64>,
+    /// Past time zero: requests may be sent (see [`Driver::setup`]).
+    started: bool,
     /// No new requests: draining what is in flight.
     stopping: bool,
     /// What was measured.
     rec: Recorder,
+}
+
+/// The responses of one read on one connection: matched to the requests
+/// awaiting them, recorded, their slots freed.
+struct Answers<'a> {
+    /// The connection's requests awaiting answers.
+    fifo: &'a mut VecDeque<Pending>,
+    /// Where the responses are recorded.
+    rec: &'a mut Recorder,
+    /// Free slots (keep-alive: an answer frees one).
+    slots: &'a mut VecDeque<usize>,
+    /// The connection.
+    key: usize,
+    /// Keep-alive (else one request per connection).
+    keep_alive: bool,
+    /// When the bytes were read.
+    now: u64,
+    /// Responses completed.
+    completed: usize,
+    /// A response came that nobody asked for.
+    unsolicited: bool,
+}
+
+impl Sink for Answers<'_> {
+    fn request(&self) -> Option<usize> {
+        self.fifo.front().map(|p| p.req as usize)
+    }
+
+    fn done(&mut self, a: Answer) {
+        let Some(p) = self.fifo.pop_front() else {
+            self.unsolicited = true;
+            return;
+        };
+        record(self.rec, self.now, p, a);
+        self.completed += 1;
+        if self.keep_alive {
+            self.slots.push_back(self.key);
+        }
+    }
+}
+
+/// Records request `p`'s answer `a` at `now`.
+fn record(rec: &mut Recorder, now: u64, p: Pending, a: Answer) {
+    rec.status(now, a.status, a.verdict.is_err());
+    match a.verdict {
+        Ok(()) => rec.done(now, p.intended, p.sent),
+        Err(k) => rec.error(now, k, 1),
+    }
+}
+
+/// The kind of failure an I/O error on a stream is: `tls` for a TLS
+/// error (rustls's, as `InvalidData`), else `other`.
+fn kind_of(e: &io::Error, other: Kind) -> Kind {
+    if e.kind() == ErrorKind::InvalidData {
+        Kind::Tls
+    } else {
+        other
+    }
 }
 
 /// Runs `spec` on `--threads` loops, each with its share of the
@@ -150,7 +299,7 @@ struct Driver<P> {
 pub fn drive<P: Parser + Clone + Send + Sync + 'static>(
     spec: Spec<P>,
     c: &super::cli::Common,
-) -> Result<run::Merged, super::BenchError> {
+) -> crate::Result<run::Merged> {
     let setup = run::Setup {
         common: c,
         conns: c.conns,
@@ -173,46 +322,47 @@ impl<P: Parser + Clone> Driver<P> {
             spec.depth = 1;
         }
         spec.depth = spec.depth.max(1);
-        let tmpl = spec.request.repeat(spec.depth + 1);
+        if spec.requests.is_empty() {
+            spec.requests = Arc::from(vec![Request::new(Vec::new())]);
+        }
         let conns = (0..plan.conns)
             .map(|i| Conn {
-                sock: None,
+                stream: None,
                 state: State::Idle,
                 writable: false,
                 peer_closed: false,
                 fifo: VecDeque::with_capacity(spec.depth),
-                queued: 0,
-                out_pos: 0,
+                out: VecDeque::with_capacity(spec.depth),
+                out_off: 0,
                 parser: spec.parser.clone(),
                 since: 0,
                 global: plan.first_conn + i,
             })
             .collect();
-        let sched = plan
-            .rate
-            .map(|r| Schedule::new(0, r, plan.poisson, plan.seed));
-        let mut rec = Recorder::new(plan.from, plan.until);
-        if sched.is_none() && !spec.per_conn {
+        // Setup failures count: the window is set at time zero.
+        let mut rec = Recorder::new(0, u64::MAX);
+        if plan.rate.is_none() && !spec.per_conn {
             // Closed loop keep-alive: a request is queued the moment its
             // slot frees, so its service time is its latency.
             rec = rec.service_is_latency();
         }
         let poll = Poll::new()?;
-        let sleeper = Sleeper::new(poll.registry(), &plan, sched.is_some())?;
+        let sleeper = Sleeper::new(poll.registry(), &plan, plan.rate.is_some())?;
         Ok(Driver {
             poll,
             sleeper,
-            tmpl,
             clock: plan.clock,
             rec,
             quota: plan.count,
             conns,
             slots: VecDeque::new(),
             backlog: VecDeque::new(),
-            sched,
+            sched: None,
             dirty: Vec::new(),
             retry: Vec::new(),
             rbuf: vec![0; READ_BUF],
+            next_req: 0,
+            started: false,
             stopping: false,
             spec,
             plan,
@@ -236,8 +386,10 @@ impl<P: Parser + Clone> Driver<P> {
     /// run ends and what is in flight is answered or timed out.
     fn run(mut self) -> io::Result<ThreadOut> {
         let mut events = Events::with_capacity(1024);
-        let mut next_tick = 1_000_000_000;
-        let mut next_scan = SCAN_NS;
+        self.setup(&mut events)?;
+        self.begin();
+        let mut next_tick = self.plan.first_tick();
+        let mut next_scan = self.clock.now() + SCAN_NS;
         let mut cpu_from = None;
         let mut stop_at = u64::MAX;
         loop {
@@ -260,7 +412,7 @@ impl<P: Parser + Clone> Driver<P> {
                 let _ = self
                     .plan
                     .ticks
-                    .send((self.plan.thread, self.rec.take_tick()));
+                    .send((self.plan.thread, self.rec.take_tick(1_000_000_000)));
                 next_tick += 1_000_000_000;
             }
             if now >= next_scan {
@@ -278,6 +430,7 @@ impl<P: Parser + Clone> Driver<P> {
             }
         }
         let end = self.clock.now();
+        self.plan.last_tick(&mut self.rec, end);
         Ok(ThreadOut::new(
             self.rec,
             cpu_from,
@@ -285,6 +438,45 @@ impl<P: Parser + Clone> Driver<P> {
             stop_at,
             end,
         ))
+    }
+
+    /// Keep-alive: waits until every connection is up or has failed (each
+    /// failure counted once; the failed are tried again once the run has
+    /// begun), up to the timeout: a connect still pending then is
+    /// abandoned. So no request is scheduled before there is a connection
+    /// to carry it, and connecting is not its latency.
+    fn setup(&mut self, events: &mut Events) -> io::Result<()> {
+        let deadline = self.clock.now().saturating_add(self.plan.timeout);
+        loop {
+            let now = self.clock.now();
+            let pending: Vec<usize> = (0..self.conns.len())
+                .filter(|&k| matches!(self.conns[k].state, State::Connecting | State::Handshaking))
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if now >= deadline {
+                for key in pending {
+                    self.abandon(key, now);
+                }
+                return Ok(());
+            }
+            self.sleeper
+                .wait(&mut self.poll, events, &self.clock, deadline)?;
+            for ev in events.iter().filter(|e| e.token() != run::ALARM) {
+                self.on_event(ev);
+            }
+        }
+    }
+
+    /// Time zero: the window and the schedule start.
+    fn begin(&mut self) {
+        self.started = true;
+        let p = &mut self.plan;
+        let zero = p.start();
+        self.rec.set_window(p.from, p.until);
+        self.sleeper.count_from(p.from);
+        self.sched = p.rate.map(|r| Schedule::new(zero, r, p.poisson, p.seed));
     }
 
     /// The earliest time the loop must wake on its own.
@@ -306,26 +498,30 @@ impl<P: Parser + Clone> Driver<P> {
         at
     }
 
-    /// True when nothing is in flight: no request, and no connect (a
-    /// connect still pending at the end is waited for, up to the timeout,
-    /// so one that never completes is counted, not forgotten).
+    /// True when nothing is in flight: no request, and no connect or
+    /// handshake (one still pending at the end is waited for, up to the
+    /// timeout, so one that never completes is counted, not forgotten).
     fn idle(&self) -> bool {
-        self.conns
-            .iter()
-            .all(|c| c.fifo.is_empty() && c.state != State::Connecting)
+        self.conns.iter().all(|c| {
+            c.fifo.is_empty() && !matches!(c.state, State::Connecting | State::Handshaking)
+        })
     }
 
     /// Takes due arrivals into the backlog and fills free slots.
     fn dispatch(&mut self, now: u64) {
         if let Some(s) = &mut self.sched {
-            while !self.stopping && s.peek() <= now {
+            // With `-n`, the schedule holds only the arrivals still to
+            // start: a loop that wakes late must not take more.
+            let room =
+                |backlog: &VecDeque<u64>| self.quota.is_none_or(|q| (backlog.len() as u64) < q);
+            while !self.stopping && s.peek() <= now && room(&self.backlog) {
                 self.rec.lagged(now, s.peek());
                 self.backlog.push_back(s.peek());
                 s.advance();
             }
         }
         while let Some(&key) = self.slots.front() {
-            if self.stopping || self.quota == Some(0) {
+            if !self.started || self.stopping || self.quota == Some(0) {
                 return;
             }
             let intended = match (&self.sched, self.backlog.front()) {
@@ -336,7 +532,7 @@ impl<P: Parser + Clone> Driver<P> {
             self.slots.pop_front();
             let c = &self.conns[key];
             let usable = if self.spec.per_conn {
-                c.state == State::Idle && c.fifo.is_empty()
+                c.state == State::Idle && c.fifo.is_empty() && c.out.is_empty()
             } else {
                 c.state == State::Open && c.fifo.len() < self.spec.depth
             };
@@ -349,29 +545,31 @@ impl<P: Parser + Clone> Driver<P> {
             if let Some(q) = &mut self.quota {
                 *q -= 1;
             }
+            self.queue_request(key, intended, now);
             if self.spec.per_conn {
-                self.conns[key].fifo.push_back(Pending {
-                    intended,
-                    sent: now,
-                });
                 self.start_connect(key, now);
-            } else {
-                self.queue_request(key, intended, now);
             }
         }
     }
 
-    /// Puts one request on connection `key`'s queue.
+    /// Puts the next request of the list on connection `key`: awaited
+    /// (the FIFO) and to be written (its queue, written once the
+    /// connection is open).
     fn queue_request(&mut self, key: usize, intended: u64, now: u64) {
+        let req = self.next_req;
+        self.next_req = (self.next_req + 1) % self.spec.requests.len();
         let c = &mut self.conns[key];
         c.fifo.push_back(Pending {
             intended,
             sent: now,
+            req: req as u32,
         });
-        if c.queued == 0 && !self.spec.request.is_empty() {
-            self.dirty.push(key);
+        if !self.spec.requests[req].is_empty() {
+            if c.out.is_empty() {
+                self.dirty.push(key);
+            }
+            c.out.push_back(req as u32);
         }
-        c.queued += self.spec.request.len();
     }
 
     /// Writes what every dirty connection has queued.
@@ -381,27 +579,38 @@ impl<P: Parser + Clone> Driver<P> {
         }
     }
 
-    /// Writes connection `key`'s queued bytes until done or `WouldBlock`.
+    /// Writes connection `key`'s waiting ciphertext, then its queued
+    /// requests, until done or `WouldBlock`.
     fn flush(&mut self, key: usize, now: u64) {
-        let len = self.spec.request.len().max(1);
+        let requests = &self.spec.requests;
         let c = &mut self.conns[key];
-        let Some(sock) = &mut c.sock else { return };
-        while c.queued > 0 && c.writable && c.state == State::Open {
-            let end = (c.out_pos + c.queued).min(self.tmpl.len());
-            let chunk = &self.tmpl[c.out_pos..end];
-            match sock.write(chunk) {
+        let Some(stream) = &mut c.stream else { return };
+        if c.state != State::Open || !c.writable {
+            return;
+        }
+        match stream.flush() {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                c.writable = false;
+                return;
+            }
+            Err(e) => return self.fail(key, kind_of(&e, Kind::Write), now),
+        }
+        while !c.out.is_empty() && c.writable {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let (n_iov, total) = gather(requests, &c.out, c.out_off, &mut iov);
+            match stream.write(&iov[..n_iov]) {
                 Ok(0) => return self.fail(key, Kind::Write, now),
                 Ok(n) => {
-                    c.queued -= n;
-                    c.out_pos = (c.out_pos + n) % len;
+                    advance(requests, &mut c.out, &mut c.out_off, n);
                     self.rec.wrote(now, n);
-                    if n < chunk.len() {
+                    if n < total && stream.is_plain() {
                         c.writable = false; // a short write: the socket is full
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => c.writable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return self.fail(key, Kind::Write, now),
+                Err(e) => return self.fail(key, kind_of(&e, Kind::Write), now),
             }
         }
     }
@@ -410,18 +619,19 @@ impl<P: Parser + Clone> Driver<P> {
     /// connect error.
     fn start_connect(&mut self, key: usize, now: u64) {
         let src = net::source_ip(self.conns[key].global, self.plan.source_ips, self.spec.addr);
-        let sock = net::connect(self.spec.addr, src).and_then(|mut s| {
+        let stream = net::connect(self.spec.addr, src).and_then(|s| {
+            let mut st = Stream::new(s, None)?;
             self.poll.registry().register(
-                &mut s,
+                st.socket(),
                 Token(key),
                 Interest::READABLE | Interest::WRITABLE,
             )?;
-            Ok(s)
+            Ok(st)
         });
-        match sock {
+        match stream {
             Ok(s) => {
                 let c = &mut self.conns[key];
-                c.sock = Some(s);
+                c.stream = Some(s);
                 c.state = State::Connecting;
                 c.since = now;
             }
@@ -442,12 +652,47 @@ impl<P: Parser + Clone> Driver<P> {
             c.peer_closed = true;
         }
         if c.state == State::Connecting {
-            let Some(sock) = &c.sock else { return };
+            let Some(stream) = c.stream.take() else {
+                return;
+            };
             let now = self.clock.now();
-            match net::connected(sock) {
-                Ok(true) => self.opened(key, now),
-                Ok(false) => return,
-                Err(_) => return self.fail(key, Kind::Connect, now),
+            match net::connected(stream.sock()) {
+                Ok(true) => {
+                    self.rec.connected(now, c.since);
+                    c.state = State::Handshaking;
+                    c.since = now;
+                }
+                Ok(false) => {
+                    c.stream = Some(stream);
+                    return;
+                }
+                Err(_) => {
+                    c.stream = Some(stream);
+                    return self.fail(key, Kind::Connect, now);
+                }
+            }
+            // TLS begins once TCP is up: the connect time is TCP's alone.
+            match &self.spec.tls {
+                None => c.stream = Some(stream),
+                Some(t) => match stream.into_tls(t) {
+                    Ok(s) => c.stream = Some(s),
+                    Err(_) => return self.fail(key, Kind::Tls, now),
+                },
+            }
+        }
+        let c = &mut self.conns[key];
+        if c.state == State::Handshaking {
+            let Some(stream) = &mut c.stream else { return };
+            match stream.handshake() {
+                Ok(Some(h)) => {
+                    let now = self.clock.now();
+                    if !stream.is_plain() {
+                        self.rec.handshaken(now, c.since, &h);
+                    }
+                    self.opened(key, now);
+                }
+                Ok(None) => return,
+                Err(_) => return self.fail(key, Kind::Tls, self.clock.now()),
             }
         }
         let c = &mut self.conns[key];
@@ -465,34 +710,37 @@ impl<P: Parser + Clone> Driver<P> {
         self.flush(key, now);
     }
 
-    /// The connect completed.
+    /// The connect (and handshake) completed.
     fn opened(&mut self, key: usize, now: u64) {
         let c = &mut self.conns[key];
         c.state = State::Open;
         c.writable = true;
         if self.spec.per_conn {
-            if !self.spec.request.is_empty() {
-                if let Some(p) = c.fifo.front_mut() {
-                    p.sent = now; // service time runs from the request
-                }
-                c.queued = self.spec.request.len();
+            if let Some(p) = c.fifo.front_mut() {
+                p.sent = now; // service time runs from the request
             }
         } else {
             for _ in 0..self.spec.depth {
                 self.slots.push_back(key);
             }
         }
+        if self.spec.hang_up
+            && let Some(s) = &mut c.stream
+            && s.close().is_err()
+        {
+            self.fail(key, Kind::Write, now);
+        }
     }
 
-    /// Reads connection `key` until `WouldBlock`, a short read or EOF,
-    /// feeding its parser. Returns the time of the last read.
+    /// Reads connection `key` until `WouldBlock` (a short read, on plain
+    /// TCP) or EOF, feeding its parser. Returns the time of the last read.
     fn read(&mut self, key: usize) -> u64 {
         loop {
             let c = &mut self.conns[key];
-            let Some(sock) = &mut c.sock else {
+            let Some(stream) = &mut c.stream else {
                 return self.clock.now();
             };
-            let res = sock.read(&mut self.rbuf);
+            let res = stream.read(&mut self.rbuf);
             let now = self.clock.now();
             match res {
                 Ok(0) => {
@@ -505,16 +753,18 @@ impl<P: Parser + Clone> Driver<P> {
                         return now;
                     }
                     let c = &self.conns[key];
-                    // A read that did not fill the buffer drained the socket
-                    // (epoll(7)); unless the FIN came in the same event.
-                    if (n < self.rbuf.len() && !c.peer_closed) || c.state != State::Open {
+                    // A plain read that did not fill the buffer drained the
+                    // socket (epoll(7)), unless the FIN came in the same
+                    // event; TLS may hold more plaintext: read on.
+                    let plain = c.stream.as_ref().is_some_and(Stream::is_plain);
+                    if (plain && n < self.rbuf.len() && !c.peer_closed) || c.state != State::Open {
                         return now;
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return now,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.fail(key, Kind::Read, now);
+                Err(e) => {
+                    self.fail(key, kind_of(&e, Kind::Read), now);
                     return now;
                 }
             }
@@ -525,23 +775,18 @@ impl<P: Parser + Clone> Driver<P> {
     /// Returns false if the connection was dropped or recycled.
     fn feed(&mut self, key: usize, n: usize, now: u64) -> bool {
         let Conn { parser, fifo, .. } = &mut self.conns[key];
-        let (rec, slots) = (&mut self.rec, &mut self.slots);
-        let keep_alive = !self.spec.per_conn;
-        let mut unsolicited = false;
-        let mut completed = 0;
-        let res = parser.feed(&self.rbuf[..n], &mut |verdict| match fifo.pop_front() {
-            Some(p) => {
-                match verdict {
-                    Ok(()) => rec.done(now, p.intended, p.sent),
-                    Err(k) => rec.error(now, k, 1),
-                }
-                completed += 1;
-                if keep_alive {
-                    slots.push_back(key);
-                }
-            }
-            None => unsolicited = true,
-        });
+        let mut answers = Answers {
+            fifo,
+            rec: &mut self.rec,
+            slots: &mut self.slots,
+            key,
+            keep_alive: !self.spec.per_conn,
+            now,
+            completed: 0,
+            unsolicited: false,
+        };
+        let res = parser.feed(&self.rbuf[..n], &mut answers);
+        let (completed, unsolicited) = (answers.completed, answers.unsolicited);
         if unsolicited {
             // Bytes nobody asked for: the stream cannot be trusted.
             self.fail(key, Kind::Verify, now);
@@ -551,7 +796,7 @@ impl<P: Parser + Clone> Driver<P> {
             self.fail(key, k, now);
             return false;
         }
-        if !keep_alive && completed > 0 {
+        if self.spec.per_conn && completed > 0 {
             self.recycle(key, now);
             return false;
         }
@@ -561,13 +806,10 @@ impl<P: Parser + Clone> Driver<P> {
     /// The peer closed its side.
     fn on_eof(&mut self, key: usize, now: u64) {
         let c = &mut self.conns[key];
-        if let Some(verdict) = c.parser.eof()
+        if let Some(answer) = c.parser.eof()
             && let Some(p) = c.fifo.pop_front()
         {
-            match verdict {
-                Ok(()) => self.rec.done(now, p.intended, p.sent),
-                Err(k) => self.rec.error(now, k, 1),
-            }
+            record(&mut self.rec, now, p, answer);
         }
         if !c.fifo.is_empty() {
             // Closed with answers owed: each one is a read error.
@@ -593,15 +835,15 @@ impl<P: Parser + Clone> Driver<P> {
     /// Drops `key`'s socket and state (not its errors: see `fail`).
     fn close(&mut self, key: usize) {
         let c = &mut self.conns[key];
-        if let Some(mut s) = c.sock.take() {
-            let _ = self.poll.registry().deregister(&mut s);
+        if let Some(mut s) = c.stream.take() {
+            let _ = self.poll.registry().deregister(s.socket());
         }
         c.state = State::Idle;
         c.writable = false;
         c.peer_closed = false;
         c.fifo.clear();
-        c.queued = 0;
-        c.out_pos = 0;
+        c.out.clear();
+        c.out_off = 0;
         c.parser.reset();
     }
 
@@ -636,14 +878,14 @@ impl<P: Parser + Clone> Driver<P> {
         }
     }
 
-    /// Fails connections whose oldest request (or connect) is older than
-    /// the timeout.
+    /// Abandons connections whose oldest request (or connect) is older
+    /// than the timeout.
     fn scan_timeouts(&mut self, now: u64) {
         let t = self.plan.timeout;
         for key in 0..self.conns.len() {
             let c = &self.conns[key];
             let late = match c.state {
-                State::Connecting => now.saturating_sub(c.since) > t,
+                State::Connecting | State::Handshaking => now.saturating_sub(c.since) > t,
                 State::Open => c
                     .fifo
                     .front()
@@ -651,23 +893,106 @@ impl<P: Parser + Clone> Driver<P> {
                 State::Idle => false,
             };
             if late {
-                self.fail(key, Kind::Timeout, now);
+                self.abandon(key, now);
             }
         }
     }
 
-    /// At the end: whatever is still in flight timed out, and a connect
-    /// still pending failed.
+    /// Gives up on what connection `key` has in flight, as one failure
+    /// per request (or one for the connection): a connect still pending
+    /// fails as `connect`, a handshake as `tls` (with a cycle's request
+    /// waiting on it, that request counts once, as this), requests sent
+    /// and unanswered as `timeout`.
+    fn abandon(&mut self, key: usize, now: u64) {
+        let kind = match self.conns[key].state {
+            State::Connecting => Kind::Connect,
+            State::Handshaking => Kind::Tls,
+            _ => Kind::Timeout,
+        };
+        self.fail(key, kind, now);
+    }
+
+    /// At the end: whatever is still in flight is abandoned.
     fn expire_all(&mut self, now: u64) {
         for key in 0..self.conns.len() {
-            let n = self.conns[key].fifo.len() as u64;
-            if n > 0 {
-                self.rec.error(now, Kind::Timeout, n);
-            }
-            if self.conns[key].state == State::Connecting {
-                self.rec.error(now, Kind::Connect, 1);
+            let c = &self.conns[key];
+            if !c.fifo.is_empty() || matches!(c.state, State::Connecting | State::Handshaking) {
+                self.abandon(key, now);
             }
             self.close(key);
         }
+    }
+}
+
+/// Fills `iov` with the unwritten bytes of the requests queued in `out`
+/// (the first one from `off`), as many as fit; returns (buffers, bytes).
+fn gather<'a>(
+    requests: &'a [Request],
+    out: &VecDeque<u32>,
+    off: usize,
+    iov: &mut [IoSlice<'a>; MAX_IOV],
+) -> (usize, usize) {
+    let (mut n, mut total, mut skip) = (0, 0, off);
+    for &r in out {
+        if n + 2 > MAX_IOV {
+            break;
+        }
+        let req = &requests[r as usize];
+        for part in [&req.head[..], &req.body[..]] {
+            let from = skip.min(part.len());
+            skip -= from;
+            if from < part.len() {
+                iov[n] = IoSlice::new(&part[from..]);
+                n += 1;
+                total += part.len() - from;
+            }
+        }
+    }
+    (n, total)
+}
+
+/// Moves `out` on past `n` bytes written (`off`: into its first request).
+fn advance(requests: &[Request], out: &mut VecDeque<u32>, off: &mut usize, mut n: usize) {
+    while let Some(&r) = out.front() {
+        let left = requests[r as usize].len() - *off;
+        if n < left {
+            *off += n;
+            return;
+        }
+        n -= left;
+        *off = 0;
+        out.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_resume_mid_request_and_cross_requests() {
+        let r = |h: &str, b: &str| Request {
+            head: h.as_bytes().into(),
+            body: b.as_bytes().into(),
+        };
+        let reqs = [r("ab", "cde"), r("f", "")];
+        let mut out: VecDeque<u32> = [0, 1, 0].into();
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        // From offset 1: "b", "cde", "f", "ab", "cde".
+        let (n, total) = gather(&reqs, &out, 1, &mut iov);
+        let got: Vec<&[u8]> = iov[..n].iter().map(|s| &s[..]).collect();
+        assert_eq!(got, [&b"b"[..], b"cde", b"f", b"ab", b"cde"]);
+        assert_eq!(total, 10);
+        // Past "a" (already), "bcd": into the first body.
+        let mut off = 1;
+        advance(&reqs, &mut out, &mut off, 3);
+        assert_eq!((out.len(), off), (3, 4));
+        // "e", "f", "a": into the third request's head.
+        advance(&reqs, &mut out, &mut off, 3);
+        assert_eq!((out.iter().copied().collect::<Vec<_>>(), off), (vec![0], 1));
+        let (n, total) = gather(&reqs, &out, off, &mut iov);
+        assert_eq!((n, total), (2, 4));
+        advance(&reqs, &mut out, &mut off, 4);
+        assert!(out.is_empty() && off == 0);
     }
 }

@@ -6,11 +6,12 @@
 
 use serde_json::json;
 
-use super::BenchError;
-use super::Kind;
-use super::cli::{EchoArgs, TcpArgs};
-use super::driver::{self, Parser, Spec};
+use super::cli::{Common, EchoArgs, TcpArgs, TlsOpts};
+use super::driver::{self, Answer, Parser, Request, Sink, Spec};
+use super::kind::{self, Kind};
+use super::net;
 use super::report::Report;
+use super::tls::Tls;
 
 /// The message: printable bytes, a newline at the end (so line-based
 /// echo servers work too), different at every offset within it.
@@ -48,11 +49,7 @@ impl Parser for EchoParser {
     /// Compares each chunk with the message at the same offset; a message
     /// with any wrong byte is a verify error (the stream stays aligned by
     /// length, so the next one is judged on its own).
-    fn feed(
-        &mut self,
-        mut data: &[u8],
-        done: &mut impl FnMut(Result<(), Kind>),
-    ) -> Result<(), Kind> {
+    fn feed(&mut self, mut data: &[u8], sink: &mut impl Sink) -> Result<(), Kind> {
         let size = self.msg.len();
         if size == 0 {
             return if data.is_empty() {
@@ -69,7 +66,11 @@ impl Parser for EchoParser {
             data = &data[k..];
             self.pos += k;
             if self.pos == size {
-                done(if self.bad { Err(Kind::Verify) } else { Ok(()) });
+                sink.done(Answer::plain(if self.bad {
+                    Err(Kind::Verify)
+                } else {
+                    Ok(())
+                }));
                 self.pos = 0;
                 self.bad = false;
             }
@@ -78,7 +79,7 @@ impl Parser for EchoParser {
     }
 
     /// EOF never completes an echo.
-    fn eof(&mut self) -> Option<Result<(), Kind>> {
+    fn eof(&mut self) -> Option<Answer> {
         None
     }
 
@@ -90,78 +91,109 @@ impl Parser for EchoParser {
 }
 
 /// Runs the echo workload.
-pub fn bench(a: &EchoArgs) -> Result<Report, BenchError> {
+pub fn bench(a: &EchoArgs) -> crate::Result<Report> {
     if a.size == 0 {
-        return Err(BenchError("--size must be at least 1".into()));
+        return Err(kind::config("--size must be at least 1"));
     }
     let msg = payload(a.size);
-    let config = json!({ "size": a.size, "depth": a.depth.max(1) });
-    fixed(
-        "echo",
-        a.addr,
-        msg.clone(),
-        &msg,
-        a.depth,
-        &a.common,
-        config,
-    )
+    let config = json!({ "size": a.size, "depth": a.depth.max(1), "tls": a.tls });
+    let tls = a.tls.then_some(&a.tls_opts);
+    let f = Fixed {
+        workload: "echo",
+        addr: &a.addr,
+        request: msg.clone(),
+        answer: &msg,
+        depth: a.depth,
+        tls,
+    };
+    f.run(&a.common, config)
 }
 
 /// Runs the fixed request/answer workload.
-pub fn bench_tcp(a: &TcpArgs) -> Result<Report, BenchError> {
+pub fn bench_tcp(a: &TcpArgs) -> crate::Result<Report> {
     let config = json!({
         "send": String::from_utf8_lossy(&a.send.0),
         "expect": String::from_utf8_lossy(&a.expect.0),
         "depth": a.depth.max(1),
+        "tls": a.tls,
     });
-    let (send, expect) = (a.send.0.clone(), &a.expect.0);
-    fixed("tcp", a.addr, send, expect, a.depth, &a.common, config)
+    let f = Fixed {
+        workload: "tcp",
+        addr: &a.addr,
+        request: a.send.0.clone(),
+        answer: &a.expect.0,
+        depth: a.depth,
+        tls: a.tls.then_some(&a.tls_opts),
+    };
+    f.run(&a.common, config)
 }
 
-/// Drives `addr` with `request`, `depth` in flight per connection, each
-/// answer checked against `answer`; reports as `workload`.
-fn fixed(
+/// A workload of one fixed request and one fixed answer.
+struct Fixed<'a> {
+    /// Its name in the report.
     workload: &'static str,
-    addr: std::net::SocketAddr,
+    /// `HOST:PORT`.
+    addr: &'a str,
+    /// What every request sends.
     request: Vec<u8>,
-    answer: &[u8],
+    /// What every answer must be.
+    answer: &'a [u8],
+    /// Requests in flight per connection.
     depth: usize,
-    c: &super::cli::Common,
-    config: serde_json::Value,
-) -> Result<Report, BenchError> {
-    let spec = Spec {
-        addr,
-        parser: EchoParser::new(answer),
-        request,
-        depth: depth.max(1),
-        per_conn: false,
-    };
-    let m = driver::drive(spec, c)?;
-    Ok(Report::new(
-        workload,
-        addr.to_string(),
-        config,
-        c,
-        c.conns,
-        m,
-    ))
+    /// TLS, with these settings.
+    tls: Option<&'a TlsOpts>,
+}
+
+impl Fixed<'_> {
+    /// Drives the server with it; reports with `config`.
+    fn run(self, c: &Common, config: serde_json::Value) -> crate::Result<Report> {
+        let target = net::target(self.addr, c.timeout).map_err(kind::config)?;
+        let tls = match self.tls {
+            Some(o) => Some(Tls::new(o, &target.host, &[])?),
+            None => None,
+        };
+        let spec = Spec {
+            addr: target.addr,
+            parser: EchoParser::new(self.answer),
+            requests: vec![Request::new(self.request)].into(),
+            depth: self.depth.max(1),
+            per_conn: false,
+            tls,
+            hang_up: false,
+        };
+        let m = driver::drive(spec, c)?;
+        let name = self.addr.to_string();
+        Ok(Report::new(self.workload, name, config, c, c.conns, m))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Counts answers.
+    #[derive(Default)]
+    struct Count(u32, u32);
+
+    impl Sink for Count {
+        fn request(&self) -> Option<usize> {
+            Some(0)
+        }
+        fn done(&mut self, a: Answer) {
+            match a.verdict {
+                Ok(()) => self.0 += 1,
+                Err(_) => self.1 += 1,
+            }
+        }
+    }
+
     /// Feeds `data` in pieces of `step`; returns (ok, verify errors).
     fn run(p: &mut EchoParser, data: &[u8], step: usize) -> (u32, u32) {
-        let (mut ok, mut bad) = (0, 0);
+        let mut c = Count::default();
         for chunk in data.chunks(step) {
-            p.feed(chunk, &mut |r| match r {
-                Ok(()) => ok += 1,
-                Err(_) => bad += 1,
-            })
-            .unwrap();
+            p.feed(chunk, &mut c).unwrap();
         }
-        (ok, bad)
+        (c.0, c.1)
     }
 
     #[test]

@@ -4,31 +4,33 @@
 //! them are counted (read errors), never silently ignored.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
 use serde_json::json;
 
 use super::cli::IdleArgs;
+use super::kind::{self, Kind};
+use super::net;
 use super::procstat;
 use super::record::Recorder;
 use super::report::Report;
 use super::run::{Merged, Second};
-use super::{BenchError, Kind, net};
 
 /// Runs the idle workload.
-pub fn bench(a: &IdleArgs) -> Result<Report, BenchError> {
+pub fn bench(a: &IdleArgs) -> crate::Result<Report> {
     let c = &a.common;
     let hello = a
         .hello
         .as_ref()
         .map(|h| h.replace("\\r", "\r").replace("\\n", "\n").into_bytes());
+    let addr = net::target(&a.addr, c.timeout).map_err(kind::config)?.addr;
     let before = c.pid.and_then(procstat::sample);
     let t0 = Instant::now();
     let mut rec = Recorder::new(0, u64::MAX);
     let mut held = Vec::with_capacity(c.conns);
     for i in 0..c.conns {
-        match open(a, i, hello.as_deref()) {
+        match open(a, addr, i, hello.as_deref()) {
             Ok(s) => held.push(s),
             Err(k) => rec.error(1, k, 1),
         }
@@ -61,13 +63,17 @@ pub fn bench(a: &IdleArgs) -> Result<Report, BenchError> {
         thread_busy: vec![0.0],
         thread_wait: vec![0.0],
         thread_spin: vec![0.0],
+        thread_sleeps: vec![0],
         window_s,
         series: Vec::<Second>::new(),
         server,
         server_window_s: window_s,
+        zero_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() - window_s),
     };
     let config = json!({ "hello": a.hello });
-    let mut r = Report::new("idle", a.addr.to_string(), config, c, c.conns, m);
+    let mut r = Report::new("idle", a.addr.clone(), config, c, c.conns, m);
     if opened == 0 {
         r.invalid.push("no connection could be opened".into());
     }
@@ -75,9 +81,9 @@ pub fn bench(a: &IdleArgs) -> Result<Report, BenchError> {
 }
 
 /// Opens connection `i` (blocking connect, then non-blocking), says hello.
-fn open(a: &IdleArgs, i: usize, hello: Option<&[u8]>) -> Result<TcpStream, Kind> {
-    let src = net::source_ip(i, a.common.source_ips, a.addr);
-    let sock = net::connect_blocking(a.addr, src, a.common.timeout).map_err(|_| Kind::Connect)?;
+fn open(a: &IdleArgs, addr: SocketAddr, i: usize, hello: Option<&[u8]>) -> Result<TcpStream, Kind> {
+    let src = net::source_ip(i, a.common.source_ips, addr);
+    let sock = net::connect_blocking(addr, src, a.common.timeout).map_err(|_| Kind::Connect)?;
     let mut s: TcpStream = sock.into();
     if let Some(h) = hello {
         s.write_all(h).map_err(|_| Kind::Write)?;

@@ -1,11 +1,87 @@
-//! Opening client sockets: non-blocking connect, optionally from a chosen
-//! loopback source address (127.0.0.K), so one machine can hold more
-//! connections than the ~28k ephemeral ports of one address allow.
+//! Finding the server and opening client sockets: a `HOST:PORT` resolved
+//! once at start; non-blocking connect, optionally from a chosen loopback
+//! source address (127.0.0.K), so one machine can hold more connections
+//! than the ~28k ephemeral ports of one address allow.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+/// A server: the host as given (for SNI and the Host header) and the one
+/// address every connection goes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The host, without brackets or port: a name or an IP address.
+    pub host: String,
+    /// Where to connect.
+    pub addr: SocketAddr,
+}
+
+/// Splits `HOST:PORT` (`[V6]:PORT` for IPv6; the port may be left out if
+/// `default_port` is given) into the host, unbracketed, and the port.
+pub fn split_host_port(s: &str, default_port: Option<u16>) -> Result<(String, u16), String> {
+    let (host, port) = match s.strip_prefix('[') {
+        Some(v6) => {
+            let (h, rest) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("'{s}': no ']' after an IPv6 address"))?;
+            (h, rest.strip_prefix(':'))
+        }
+        None => match s.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            _ => (s, None),
+        },
+    };
+    let port = match (port, default_port) {
+        (Some(p), _) => p
+            .parse()
+            .map_err(|_| format!("'{s}': '{p}' is not a port"))?,
+        (None, Some(d)) => d,
+        (None, None) => return Err(format!("'{s}': HOST:PORT expected")),
+    };
+    if host.is_empty() {
+        return Err(format!("'{s}': no host"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// Resolves `host` (an IP address as is; a name through the system
+/// resolver: `localhost`, `/etc/hosts`, DNS) once, at start. Of several
+/// addresses the first that accepts a TCP connection within `probe` is
+/// taken (a name may list an address nothing listens on, as `localhost`
+/// may `::1`), the first if none does or `probe` is None (UDP).
+pub fn resolve(host: &str, port: u16, probe: Option<Duration>) -> Result<Target, String> {
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("'{host}': {e}"))?
+            .collect(),
+    };
+    let first = *addrs
+        .first()
+        .ok_or_else(|| format!("'{host}': no address"))?;
+    let addr = match probe {
+        Some(t) if addrs.len() > 1 => addrs
+            .iter()
+            .copied()
+            .find(|a| std::net::TcpStream::connect_timeout(a, t).is_ok())
+            .unwrap_or(first),
+        _ => first,
+    };
+    Ok(Target {
+        host: host.to_string(),
+        addr,
+    })
+}
+
+/// `HOST:PORT` resolved (TCP: probed within `timeout`; see [`resolve`]).
+pub fn target(s: &str, timeout: Duration) -> Result<Target, String> {
+    let (host, port) = split_host_port(s, None)?;
+    resolve(&host, port, Some(timeout))
+}
 
 /// The source address for connection number `i` when spreading over `n`
 /// addresses 127.0.0.1..=127.0.0.n; None when n is 1 (let the kernel pick).
@@ -91,6 +167,31 @@ pub fn connected(s: &mio::net::TcpStream) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_and_ports() {
+        let hp = |s, d| split_host_port(s, d);
+        assert_eq!(hp("127.0.0.1:80", None), Ok(("127.0.0.1".into(), 80)));
+        assert_eq!(hp("localhost:8080", None), Ok(("localhost".into(), 8080)));
+        assert_eq!(hp("[::1]:443", None), Ok(("::1".into(), 443)));
+        assert_eq!(hp("[::1]", Some(443)), Ok(("::1".into(), 443)));
+        assert_eq!(hp("example.org", Some(80)), Ok(("example.org".into(), 80)));
+        for bad in ["example.org", ":80", "[::1:80", "h:port", "h:70000"] {
+            assert!(hp(bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_resolve_once_to_an_address() {
+        let lit = resolve("127.0.0.1", 9, None).unwrap();
+        assert_eq!(lit.addr, "127.0.0.1:9".parse().unwrap());
+        // localhost is in /etc/hosts, whatever else it lists.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = resolve("localhost", port, Some(Duration::from_secs(1))).unwrap();
+        assert_eq!((t.host.as_str(), t.addr.port()), ("localhost", port));
+        assert!(t.addr.ip().is_loopback());
+    }
 
     #[test]
     fn source_ips_cycle() {

@@ -4,7 +4,40 @@
 
 use std::fmt::Write as _;
 
-use super::report::{Report, spectrum};
+use hdrhistogram::Histogram;
+
+use super::hist::spectrum;
+use super::report::Report;
+use super::run::Second;
+
+/// What a plot shows: a title, the latency of the whole run, and the
+/// per-second series.
+#[derive(Debug)]
+pub struct Chart<'a> {
+    /// The first line: workload, target, throughput, verdict.
+    pub title: String,
+    /// Latency from the intended send, the whole run.
+    pub latency: &'a Histogram<u64>,
+    /// One entry per second.
+    pub series: &'a [Second],
+}
+
+impl<'a> Chart<'a> {
+    /// The chart of one run.
+    pub fn of(r: &'a Report) -> Chart<'a> {
+        Chart {
+            title: format!(
+                "reactor bench {} {}: {:.0} req/s{}",
+                r.workload,
+                r.target,
+                r.requests_per_sec(),
+                if r.valid() { "" } else { " (INVALID)" }
+            ),
+            latency: &r.m.rec.latency,
+            series: &r.m.series,
+        }
+    }
+}
 
 /// Width and height of the picture, and of the margins.
 const W: f64 = 800.0;
@@ -13,8 +46,8 @@ const PANEL: f64 = 260.0;
 /// Left margin (axis labels).
 const LEFT: f64 = 70.0;
 
-/// The SVG text for report `r`.
-pub fn svg(r: &Report) -> String {
+/// The SVG text for chart `c`.
+pub fn svg(c: &Chart<'_>) -> String {
     let mut s = String::new();
     let h = PANEL * 2.0 + 90.0;
     let _ = writeln!(
@@ -24,14 +57,11 @@ pub fn svg(r: &Report) -> String {
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         s,
-        r#"<text x="{LEFT}" y="16" font-size="13">reactor bench {} {}: {:.0} req/s{}</text>"#,
-        r.workload,
-        esc(&r.target),
-        r.requests_per_sec(),
-        if r.valid() { "" } else { " (INVALID)" }
+        r#"<text x="{LEFT}" y="16" font-size="13">{}</text>"#,
+        esc(&c.title)
     );
-    spectrum_panel(&mut s, r, 30.0);
-    series_panel(&mut s, r, 60.0 + PANEL);
+    spectrum_panel(&mut s, c.latency, 30.0);
+    series_panel(&mut s, c.series, 60.0 + PANEL);
     s.push_str("</svg>\n");
     s
 }
@@ -44,8 +74,8 @@ fn esc(t: &str) -> String {
 }
 
 /// The latency spectrum, x = log10(1/(1-p)), y = log10(µs).
-fn spectrum_panel(s: &mut String, r: &Report, top: f64) {
-    let pts = spectrum(&r.m.rec.latency);
+fn spectrum_panel(s: &mut String, latency: &Histogram<u64>, top: f64) {
+    let pts = spectrum(latency);
     let xs: Vec<f64> = pts
         .iter()
         .map(|&(p, _)| (1.0 / (1.0 - (p / 100.0).min(0.99999))).log10())
@@ -105,9 +135,8 @@ fn spectrum_panel(s: &mut String, r: &Report, top: f64) {
 }
 
 /// Requests per second over time.
-fn series_panel(s: &mut String, r: &Report, top: f64) {
+fn series_panel(s: &mut String, series: &[Second], top: f64) {
     frame(s, top, "requests per second");
-    let series = &r.m.series;
     if series.is_empty() {
         return;
     }

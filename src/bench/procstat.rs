@@ -1,5 +1,5 @@
 //! Reading `/proc`: the server's CPU time and RSS, our own threads' CPU
-//! time, and the machine (kernel, CPU model, cores) for the report.
+//! time (and wait for a CPU), and the machine (kernel, CPU model, cores) for the report.
 
 use std::fs;
 
@@ -45,11 +45,13 @@ pub fn status_rss(status: &str) -> Option<u64> {
 }
 
 /// The calling thread's (time on CPU, time runnable but waiting for a
-/// CPU), in ns, from schedstat; (0, 0) if unreadable.
+/// CPU), in ns; 0 for what cannot be read. The CPU time is the thread's
+/// CPU clock, exact to this moment; the wait is schedstat's second field
+/// (current whenever the thread runs: it grows only while it waits).
 pub fn thread_sched() -> (u64, u64) {
     let s = fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let mut f = s.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
-    (f.next().unwrap_or(0), f.next().unwrap_or(0))
+    let wait = s.split_whitespace().nth(1).and_then(|v| v.parse().ok());
+    (crate::sys::thread_cpu_ns().unwrap_or(0), wait.unwrap_or(0))
 }
 
 /// The machine, for the report.

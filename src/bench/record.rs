@@ -6,21 +6,16 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use super::Kind;
+use super::hist::histogram;
+use super::kind::Kind;
+use super::stream::Handshake;
 
-/// Largest latency a histogram holds (one hour, in ns); larger saturate.
-const HIGHEST_NS: u64 = 3_600_000_000_000;
-
-/// A histogram of nanoseconds, 1 µs resolution, 3 significant figures.
-pub fn histogram() -> Histogram<u64> {
-    // Bounds are constants that satisfy the crate's preconditions.
-    Histogram::new_with_bounds(1_000, HIGHEST_NS, 3)
-        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!("sigfig 3 is valid")))
-}
+/// Status codes counted one by one (100 to 599); others count as 0.
+const STATUS_CODES: usize = 600;
 
 /// Failures by kind, indexed like [`Kind::ALL`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Errors(pub [u64; 6]);
+pub struct Errors(pub [u64; 7]);
 
 impl Errors {
     /// Adds `n` failures of `kind`.
@@ -61,6 +56,8 @@ pub struct Tick {
     pub errors: u64,
     /// Latency (from intended send) of this second's requests.
     pub hist: Histogram<u64>,
+    /// How long it lasted (ns): a second, but for the last one.
+    pub len_ns: u64,
 }
 
 /// Everything one thread measured.
@@ -72,6 +69,16 @@ pub struct Recorder {
     pub service: Histogram<u64>,
     /// How late the generator noticed each scheduled arrival (open loop).
     pub lag: Histogram<u64>,
+    /// TCP connects: from the connect call to the connection confirmed.
+    pub connect: Histogram<u64>,
+    /// TLS handshakes: from the connection confirmed to the handshake done.
+    pub handshake: Histogram<u64>,
+    /// TLS: the first handshake's version, cipher suite and group.
+    pub tls_params: Option<String>,
+    /// Responses by status code (index = code), after the warmup.
+    pub statuses: Box<[u64; STATUS_CODES]>,
+    /// Of those, the ones counted as `status` errors.
+    pub status_errors: Box<[u64; STATUS_CODES]>,
     /// Requests answered correctly after the warmup.
     pub requests: u64,
     /// Of those, the ones answered before the end of the measured window.
@@ -106,6 +113,11 @@ impl Recorder {
             latency: histogram(),
             service: histogram(),
             lag: histogram(),
+            connect: histogram(),
+            handshake: histogram(),
+            tls_params: None,
+            statuses: Box::new([0; STATUS_CODES]),
+            status_errors: Box::new([0; STATUS_CODES]),
             requests: 0,
             in_window: 0,
             bytes_in: 0,
@@ -123,8 +135,15 @@ impl Recorder {
                 bytes_out: 0,
                 errors: 0,
                 hist: histogram(),
+                len_ns: 0,
             },
         }
+    }
+
+    /// Sets the measured window (after a setup whose failures count).
+    pub fn set_window(&mut self, from: u64, until: u64) {
+        self.from = from;
+        self.until = until;
     }
 
     /// Declares that every request will be written when it is due
@@ -158,6 +177,43 @@ impl Recorder {
             if !self.service_is_latency {
                 self.service.saturating_record(now.saturating_sub(sent));
             }
+        }
+    }
+
+    /// A response with status `code` (0: none) at `now`; `error`: it was
+    /// counted as a failure.
+    #[inline]
+    pub fn status(&mut self, now: u64, code: u16, error: bool) {
+        let i = usize::from(code);
+        if code == 0 || i >= STATUS_CODES || now < self.from {
+            return;
+        }
+        self.statuses[i] += 1;
+        if error {
+            self.status_errors[i] += 1;
+        }
+    }
+
+    /// A TCP connect begun at `since` was confirmed at `now`.
+    pub fn connected(&mut self, now: u64, since: u64) {
+        if now >= self.from {
+            self.connect.saturating_record(now.saturating_sub(since));
+        }
+    }
+
+    /// A TLS handshake begun at `since` finished at `now`, as `h` says.
+    pub fn handshaken(&mut self, now: u64, since: u64, h: &Handshake) {
+        if self.tls_params.is_none() {
+            self.tls_params = Some(h.params.clone());
+        }
+        if now >= self.from {
+            self.handshake.saturating_record(now.saturating_sub(since));
+            let kind = if h.resumed {
+                "handshakes_resumed"
+            } else {
+                "handshakes_full"
+            };
+            *self.extra.entry(kind).or_insert(0) += 1;
         }
     }
 
@@ -202,11 +258,18 @@ impl Recorder {
         }
     }
 
-    /// Closes the current second: returns its tick and starts the next
-    /// (one histogram copy per second, none per request).
-    pub fn take_tick(&mut self) -> Tick {
+    /// The number of the current second.
+    pub fn tick_sec(&self) -> u32 {
+        self.interval.sec
+    }
+
+    /// Closes the current second, `len_ns` long (the last one may be
+    /// shorter): returns its tick and starts the next (one histogram copy
+    /// per second, none per request).
+    pub fn take_tick(&mut self, len_ns: u64) -> Tick {
         let i = &mut self.interval;
         let tick = Tick {
+            len_ns,
             sec: i.sec,
             requests: i.requests,
             bytes_in: i.bytes_in,
@@ -229,6 +292,17 @@ impl Recorder {
         let _ = self.latency.add(&o.latency);
         let _ = self.service.add(&o.service);
         let _ = self.lag.add(&o.lag);
+        let _ = self.connect.add(&o.connect);
+        let _ = self.handshake.add(&o.handshake);
+        if self.tls_params.is_none() {
+            self.tls_params.clone_from(&o.tls_params);
+        }
+        for (a, b) in self.statuses.iter_mut().zip(o.statuses.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.status_errors.iter_mut().zip(o.status_errors.iter()) {
+            *a += b;
+        }
         self.requests += o.requests;
         self.in_window += o.in_window;
         self.bytes_in += o.bytes_in;
@@ -254,10 +328,10 @@ mod tests {
         r.error(1_500_000, Kind::Verify, 2);
         assert_eq!(r.requests, 1);
         assert_eq!(r.errors.total(), 2);
-        let t = r.take_tick();
+        let t = r.take_tick(1_000_000_000);
         assert_eq!((t.sec, t.requests, t.errors), (0, 2, 3));
         assert_eq!(t.hist.len(), 2);
-        let t = r.take_tick();
+        let t = r.take_tick(1_000_000_000);
         assert_eq!((t.sec, t.requests, t.hist.len()), (1, 0, 0));
     }
 

@@ -1,6 +1,6 @@
 //! What a run reports: the verdict on itself (valid or not, and why), the
-//! wrk-like summary, the JSON (schema in `docs/BENCH.md`), the ticker
-//! line, and `compare` for CI.
+//! wrk-like summary, the JSON (schema in `docs/BENCH.md`), and `compare`
+//! for CI.
 
 use std::fmt::Write as _;
 
@@ -8,9 +8,11 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 use super::cli::{Common, CompareArgs};
+use super::hist::{self, quantile as q, spectrum};
+use super::kind::{self, Kind, Outcome};
 use super::procstat::{self, Environment};
-use super::run::{Merged, Second};
-use super::{BenchError, Kind, Outcome};
+use super::run::Merged;
+use super::text::{fmt_bytes, fmt_ns, percents};
 
 /// A generator thread on CPU this share of the run was the bottleneck.
 pub const BUSY_LIMIT: f64 = 0.95;
@@ -157,7 +159,7 @@ impl Report {
 }
 
 /// The percentiles reported everywhere.
-const PCTS: [(&str, f64); 6] = [
+pub const PCTS: [(&str, f64); 6] = [
     ("p50", 0.5),
     ("p90", 0.9),
     ("p99", 0.99),
@@ -165,48 +167,6 @@ const PCTS: [(&str, f64); 6] = [
     ("p9999", 0.9999),
     ("max", 1.0),
 ];
-
-/// Fractions as whole percentages, space-separated: "97% 12%".
-fn percents(fs: &[f64]) -> String {
-    let v: Vec<String> = fs.iter().map(|f| format!("{:.0}%", f * 100.0)).collect();
-    v.join(" ")
-}
-
-/// `ns` as a short human duration.
-pub fn fmt_ns(ns: u64) -> String {
-    let v = ns as f64;
-    if v < 1e3 {
-        format!("{ns}ns")
-    } else if v < 1e6 {
-        format!("{:.0}us", v / 1e3)
-    } else if v < 1e9 {
-        format!("{:.2}ms", v / 1e6)
-    } else {
-        format!("{:.2}s", v / 1e9)
-    }
-}
-
-/// Bytes as a short human size.
-fn fmt_bytes(b: f64) -> String {
-    if b < 1024.0 {
-        format!("{b:.0}B")
-    } else if b < 1024.0 * 1024.0 {
-        format!("{:.1}KiB", b / 1024.0)
-    } else if b < 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.1}MiB", b / 1048576.0)
-    } else {
-        format!("{:.2}GiB", b / 1073741824.0)
-    }
-}
-
-/// A histogram's quantile; 1.0 means the max.
-fn q(h: &Histogram<u64>, p: f64) -> u64 {
-    if p >= 1.0 {
-        h.max()
-    } else {
-        h.value_at_quantile(p)
-    }
-}
 
 /// One line of percentiles.
 fn pct_line(name: &str, h: &Histogram<u64>) -> String {
@@ -216,19 +176,6 @@ fn pct_line(name: &str, h: &Histogram<u64>) -> String {
     }
     let _ = write!(s, "{:>10}", fmt_ns(h.mean() as u64));
     s
-}
-
-/// The one-line live ticker for second `s`.
-pub fn ticker_line(s: &Second) -> String {
-    format!(
-        "[{:>4}s] {:>10} req/s  p50 {:>8}  p99 {:>8}  errors {}{}",
-        s.sec + 1,
-        s.requests,
-        fmt_ns(s.p50),
-        fmt_ns(s.p99),
-        s.errors,
-        if s.warmup { "  (warmup)" } else { "" }
-    )
 }
 
 /// The summary printed at the end, wrk-like.
@@ -266,6 +213,14 @@ pub fn summary(r: &Report) -> String {
         if r.rate.is_some() {
             let _ = writeln!(s, "{}", pct_line("sched-lag", &rec.lag));
         }
+        // Connecting and handshaking, apart from the requests (keep-alive:
+        // the connections' setup; --close and connect: every cycle's).
+        if !rec.connect.is_empty() {
+            let _ = writeln!(s, "{}", pct_line("connect", &rec.connect));
+        }
+        if !rec.handshake.is_empty() {
+            let _ = writeln!(s, "{}", pct_line("handshake", &rec.handshake));
+        }
         let _ = writeln!(
             s,
             "  {} requests in {:.2}s, {} sent, {} received",
@@ -292,8 +247,22 @@ pub fn summary(r: &Report) -> String {
         let _ = write!(errs, " ({})", parts.join(", "));
     }
     let _ = writeln!(s, "{errs}");
+    let codes = status_codes(&rec.statuses[..]);
+    if !codes.is_empty() {
+        let bad = rec.status_errors.iter().sum::<u64>();
+        let list: Vec<String> = codes.iter().map(|(c, n)| format!("{c} x{n}")).collect();
+        let errs = if bad > 0 {
+            format!(" ({bad} counted as errors)")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(s, "  status codes: {}{errs}", list.join(", "));
+    }
     for (k, v) in &rec.extra {
         let _ = writeln!(s, "  {k}: {v}");
+    }
+    if let Some(p) = &rec.tls_params {
+        let _ = writeln!(s, "  tls: {p}");
     }
     if let (Some(pid), Some((a, b))) = (r.pid, r.m.server) {
         let cpu = r.server_cpu().unwrap_or(0.0);
@@ -337,8 +306,36 @@ pub fn summary(r: &Report) -> String {
     s
 }
 
+/// The status codes seen, with their counts, in order.
+fn status_codes(counts: &[u64]) -> Vec<(usize, u64)> {
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, n)| (c, *n))
+        .collect()
+}
+
+/// Status code counts as a JSON object (`{"200": 9000}`).
+fn codes_json(counts: &[u64]) -> Value {
+    let m: serde_json::Map<String, Value> = status_codes(counts)
+        .into_iter()
+        .map(|(c, n)| (c.to_string(), json!(n)))
+        .collect();
+    Value::Object(m)
+}
+
+/// Percentiles of `h` in µs, as JSON; null if it holds nothing.
+fn pct_json_or_null(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        Value::Null
+    } else {
+        pct_json(h)
+    }
+}
+
 /// Percentiles of `h` in µs, as JSON.
-fn pct_json(h: &Histogram<u64>) -> Value {
+pub fn pct_json(h: &Histogram<u64>) -> Value {
     let mut m = serde_json::Map::new();
     for (name, p) in PCTS {
         m.insert(name.into(), json!(q(h, p) as f64 / 1e3));
@@ -346,18 +343,6 @@ fn pct_json(h: &Histogram<u64>) -> Value {
     m.insert("mean".into(), json!(h.mean() / 1e3));
     m.insert("count".into(), json!(h.len()));
     Value::Object(m)
-}
-
-/// The latency spectrum: (percentile, µs) from p0 to p99.999 and the max.
-pub fn spectrum(h: &Histogram<u64>) -> Vec<(f64, f64)> {
-    let mut v: Vec<(f64, f64)> = (0..=50)
-        .map(|i| {
-            let p = 1.0 - 10f64.powf(-f64::from(i) / 10.0);
-            (p * 100.0, h.value_at_quantile(p) as f64 / 1e3)
-        })
-        .collect();
-    v.push((100.0, h.max() as f64 / 1e3));
-    v
 }
 
 /// The whole result as JSON (see docs/BENCH.md).
@@ -376,6 +361,7 @@ pub fn to_json(r: &Report) -> Value {
                     "bytes_in": s.bytes_in, "bytes_out": s.bytes_out, "errors": s.errors,
                     "p50_us": s.p50 as f64 / 1e3, "p99_us": s.p99 as f64 / 1e3,
                     "max_us": s.max as f64 / 1e3, "server_cpu": s.server_cpu,
+                    "latency_hdr": s.hdr,
                 })
             })
             .collect();
@@ -404,8 +390,24 @@ pub fn to_json(r: &Report) -> Value {
         "latency_us": pct_json(&rec.latency),
         "service_time_us": pct_json(&rec.service),
         "schedule_lag_us": if r.rate.is_some() { pct_json(&rec.lag) } else { Value::Null },
+        "connect_time_us": pct_json_or_null(&rec.connect),
+        "handshake_us": pct_json_or_null(&rec.handshake),
+        "tls": rec.tls_params,
+        "status_codes": codes_json(&rec.statuses[..]),
+        "errors_by_status": codes_json(&rec.status_errors[..]),
         "requests": rec.requests,
         "duration_s": r.m.window_s,
+        "time": {
+            "zero_unix_s": r.m.zero_unix_s,
+            "start_unix_s": r.m.zero_unix_s + r.warmup_s,
+            "end_unix_s": r.m.zero_unix_s + r.warmup_s + r.m.window_s,
+        },
+        "histograms": {
+            "unit": "ns", "encoding": "HdrHistogram V2 compressed, base64",
+            "latency": hist::encode(&rec.latency), "service_time": hist::encode(&rec.service),
+            "schedule_lag": hist::encode(&rec.lag), "connect_time": hist::encode(&rec.connect),
+            "handshake": hist::encode(&rec.handshake),
+        },
         "bytes": { "sent": rec.bytes_out, "received": rec.bytes_in },
         "bytes_per_sec": {
             "sent": rec.bytes_out as f64 / r.m.window_s,
@@ -423,7 +425,7 @@ pub fn to_json(r: &Report) -> Value {
         "generator": {
             "thread_cpu_busy": r.m.thread_busy, "busy_limit": BUSY_LIMIT,
             "thread_cpu_wait": r.m.thread_wait, "wait_limit": WAIT_LIMIT,
-            "thread_cpu_spin": r.m.thread_spin,
+            "thread_cpu_spin": r.m.thread_spin, "thread_sleeps": r.m.thread_sleeps,
         },
         "server": server,
         "series": series,
@@ -435,16 +437,16 @@ pub fn to_json(r: &Report) -> Value {
 }
 
 /// Reads a result file's requests/s and p99 (µs).
-fn figures(path: &std::path::Path) -> Result<(f64, f64, bool), BenchError> {
+fn figures(path: &std::path::Path) -> crate::Result<(f64, f64, bool)> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| BenchError(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| kind::config(format!("cannot read {}: {e}", path.display())))?;
     let v: Value = serde_json::from_str(&text)
-        .map_err(|e| BenchError(format!("{} is not JSON: {e}", path.display())))?;
+        .map_err(|e| kind::config(format!("{} is not JSON: {e}", path.display())))?;
     let rps = v["requests_per_sec"].as_f64();
     let p99 = v["latency_us"]["p99"].as_f64();
     match (rps, p99) {
         (Some(a), Some(b)) => Ok((a, b, v["valid"].as_bool().unwrap_or(false))),
-        _ => Err(BenchError(format!(
+        _ => Err(kind::config(format!(
             "{}: no requests_per_sec or latency_us.p99",
             path.display()
         ))),
@@ -472,7 +474,7 @@ pub fn verdict(a: (f64, f64), b: (f64, f64), max: f64) -> (bool, String) {
 
 /// `reactor bench compare A B`: prints the verdict; a regression is
 /// `Outcome::Regression` (exit code 1).
-pub fn compare(args: &CompareArgs) -> Result<Outcome, BenchError> {
+pub fn compare(args: &CompareArgs) -> crate::Result<Outcome> {
     let (ar, ap, av) = figures(&args.a)?;
     let (br, bp, bv) = figures(&args.b)?;
     let (bad, text) = verdict((ar, ap), (br, bp), args.max_regression);
@@ -497,12 +499,5 @@ mod tests {
         assert!(verdict((100.0, 10.0), (94.0, 10.0), 0.05).0);
         assert!(verdict((100.0, 10.0), (100.0, 11.0), 0.05).0);
         assert!(!verdict((100.0, 10.0), (150.0, 5.0), 0.05).0);
-    }
-
-    #[test]
-    fn durations_print_short() {
-        assert_eq!(fmt_ns(500), "500ns");
-        assert_eq!(fmt_ns(51_000), "51us");
-        assert_eq!(fmt_ns(51_000_000), "51.00ms");
     }
 }

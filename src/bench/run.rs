@@ -5,19 +5,23 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::BenchError;
 use super::cli::Common;
+use super::hist::{self, histogram};
+use super::kind;
 use super::procstat::{self, ProcSample};
-use super::record::{Recorder, Tick, histogram};
-use super::report::{self, Report};
+use super::record::{Recorder, Tick};
+use super::text::fmt_ns;
 
 /// Nanoseconds since the run's base instant.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
-    /// The run's time zero.
+    /// The clock's zero.
     base: Instant,
+    /// The wall-clock time at `base`.
+    wall: SystemTime,
 }
 
 impl Clock {
@@ -25,7 +29,15 @@ impl Clock {
     pub fn start() -> Clock {
         Clock {
             base: Instant::now(),
+            wall: SystemTime::now(),
         }
+    }
+
+    /// The wall-clock time of `ns` on this clock, in seconds since the
+    /// Unix epoch (as the system clock had it when the clock started).
+    pub fn unix_s(&self, ns: u64) -> f64 {
+        let base = self.wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        base.as_secs_f64() + ns as f64 / 1e9
     }
 
     /// Nanoseconds since zero.
@@ -78,6 +90,9 @@ pub struct Sleeper {
     /// Time spent in zero-timeout polls that returned no event, since
     /// `from` (ns).
     pub spun_ns: u64,
+    /// Waits since `from` that went to sleep (a poll with a timeout);
+    /// never any with `--busy-poll`.
+    pub sleeps: u64,
 }
 
 impl Sleeper {
@@ -114,6 +129,7 @@ impl Sleeper {
             busy,
             from,
             spun_ns: 0,
+            sleeps: 0,
         })
     }
 
@@ -160,7 +176,15 @@ impl Sleeper {
             t.set(left)?;
             self.armed = deadline;
         }
+        if now >= self.from {
+            self.sleeps += 1;
+        }
         poll_once(poll, events, Duration::from_nanos(left))
+    }
+
+    /// Counts spinning (and sleeps) only from `from` on.
+    pub fn count_from(&mut self, from: u64) {
+        self.from = from;
     }
 
     /// Counts `from..to` as spinning, the part after the warmup.
@@ -189,6 +213,69 @@ pub fn next_wake(sched: &Schedule, plan: &Plan, stop_at: u64, next_tick: u64) ->
     wake.min(next_tick)
 }
 
+/// Time zero of a run: the moment every thread has finished its setup
+/// (its connections up, its members welcomed) and can send. Nothing is
+/// scheduled before it, so no request waits for the workload to get ready
+/// and counts that wait as latency; the warmup and the measured window
+/// run from it.
+#[derive(Debug)]
+pub struct Gate {
+    /// Which threads are through their setup, and time zero (ns on the
+    /// run's clock) once all are.
+    state: Mutex<(Vec<bool>, Option<u64>)>,
+    /// Wakes the threads waiting for the others.
+    all_ready: Condvar,
+}
+
+impl Gate {
+    /// A gate for `threads` threads.
+    fn new(threads: usize) -> Gate {
+        Gate {
+            state: Mutex::new((vec![false; threads], None)),
+            all_ready: Condvar::new(),
+        }
+    }
+
+    /// Thread `t` is through its setup (a second call changes nothing);
+    /// the last one sets time zero to `now`. Returns the state after.
+    fn pass(&self, t: usize, now: u64) -> std::sync::MutexGuard<'_, (Vec<bool>, Option<u64>)> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0[t] = true;
+        if st.1.is_none() && st.0.iter().all(|&r| r) {
+            st.1 = Some(now);
+            self.all_ready.notify_all();
+        }
+        st
+    }
+
+    /// Thread `t` is ready: blocks until every thread is; returns time
+    /// zero.
+    fn ready(&self, t: usize, clock: &Clock) -> u64 {
+        let mut st = self.pass(t, clock.now());
+        loop {
+            if let Some(zero) = st.1 {
+                return zero;
+            }
+            st = self.all_ready.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Time zero, once every thread is ready.
+    fn zero(&self) -> Option<u64> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+}
+
+/// Lets the others go when its thread ends without having said it was
+/// ready (an error in its setup, a panic): the gate must not hold them.
+struct Leave(Arc<Gate>, usize, Clock);
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        drop(self.0.pass(self.1, self.2.now()));
+    }
+}
+
 /// What one thread is asked to do.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -206,9 +293,12 @@ pub struct Plan {
     pub seed: u64,
     /// The shared clock.
     pub clock: Clock,
-    /// End of warmup: measuring starts (ns).
+    /// Time zero (ns on `clock`), set by [`Plan::start`]; 0 before.
+    pub zero: u64,
+    /// End of warmup: measuring starts (ns; relative to time zero until
+    /// [`Plan::start`], on `clock` after).
     pub from: u64,
-    /// End of the measured window (ns); u64::MAX with a count.
+    /// End of the measured window (ns, as `from`); u64::MAX with a count.
     pub until: u64,
     /// Requests this thread starts (with `-n`).
     pub count: Option<u64>,
@@ -220,6 +310,33 @@ pub struct Plan {
     pub busy_poll: bool,
     /// Where each second's tick goes.
     pub ticks: Sender<(usize, Tick)>,
+    /// Where the threads meet at time zero.
+    gate: Arc<Gate>,
+}
+
+impl Plan {
+    /// This thread's setup is done: waits for the others, then sets time
+    /// zero and moves `from` and `until` onto the clock. The first tick
+    /// is due a second after zero.
+    pub fn start(&mut self) -> u64 {
+        self.zero = self.gate.ready(self.thread, &self.clock);
+        self.from += self.zero;
+        self.until = self.until.saturating_add(self.zero);
+        self.zero
+    }
+
+    /// Sends this thread's last second, cut short at `end`, to the
+    /// collector (the series and the log then hold every request).
+    pub fn last_tick(&self, rec: &mut Recorder, end: u64) {
+        let start = self.zero + u64::from(rec.tick_sec()) * 1_000_000_000;
+        let len = end.saturating_sub(start).min(1_000_000_000);
+        let _ = self.ticks.send((self.thread, rec.take_tick(len)));
+    }
+
+    /// When this thread's first per-second tick is due.
+    pub fn first_tick(&self) -> u64 {
+        self.zero + 1_000_000_000
+    }
 }
 
 /// What a thread hands back.
@@ -234,6 +351,8 @@ pub struct ThreadOut {
     /// Of its CPU time, the part spent spinning in polls that found
     /// nothing (ns): idle, though the CPU counts it.
     pub spin_ns: u64,
+    /// Times it went to sleep in `poll`.
+    pub sleeps: u64,
     /// When it stopped starting requests (ns).
     pub stop_at: u64,
     /// When it finished draining (ns).
@@ -259,6 +378,7 @@ impl ThreadOut {
             cpu_ns: run_ns.saturating_sub(run0),
             wait_ns: wait_ns.saturating_sub(wait0),
             spin_ns: sleeper.spun_ns,
+            sleeps: sleeper.sleeps,
             stop_at: stop_at.min(end_at),
             end_at,
         }
@@ -337,6 +457,10 @@ pub struct Second {
     pub p99: u64,
     /// Latency max (ns).
     pub max: u64,
+    /// How long it lasted (ns): a second, but for the last one.
+    pub len_ns: u64,
+    /// The second's latency histogram, encoded (see [`hist::encode`]).
+    pub hdr: String,
     /// Server CPU use in this second (1.0 = one core), with `--pid`.
     pub server_cpu: Option<f64>,
 }
@@ -353,6 +477,8 @@ pub struct Merged {
     pub thread_spin: Vec<f64>,
     /// Each thread's share of the run spent waiting for a CPU.
     pub thread_wait: Vec<f64>,
+    /// How many times each thread went to sleep in `poll`.
+    pub thread_sleeps: Vec<u64>,
     /// The measured window (s): warmup end to stop.
     pub window_s: f64,
     /// The per-second series.
@@ -361,6 +487,8 @@ pub struct Merged {
     pub server: Option<(ProcSample, ProcSample)>,
     /// Wall time of the window the server samples span (s).
     pub server_window_s: f64,
+    /// Time zero, in seconds since the Unix epoch (the system clock).
+    pub zero_unix_s: f64,
 }
 
 /// The part of a run that does not depend on the workload.
@@ -374,7 +502,7 @@ pub struct Setup<'a> {
 }
 
 /// Runs `work` on each thread with its plan; merges and collects.
-pub fn drive<F>(setup: Setup<'_>, work: F) -> Result<Merged, BenchError>
+pub fn drive<F>(setup: Setup<'_>, work: F) -> crate::Result<Merged>
 where
     F: Fn(Plan) -> io::Result<ThreadOut> + Send + Sync + Clone + 'static,
 {
@@ -387,6 +515,7 @@ where
         None => from + c.duration.as_nanos() as u64,
     };
     let (tx, rx) = mpsc::channel();
+    let gate = Arc::new(Gate::new(threads));
     let mut handles = Vec::new();
     let mut first = 0;
     for t in 0..threads {
@@ -399,6 +528,7 @@ where
             poisson: c.poisson,
             seed: 0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1),
             clock,
+            zero: 0,
             from,
             until,
             count: c
@@ -408,35 +538,56 @@ where
             source_ips: c.source_ips,
             busy_poll: c.busy_poll,
             ticks: tx.clone(),
+            gate: gate.clone(),
         };
         first += conns;
         let w = work.clone();
+        let leave = Leave(gate.clone(), t, clock);
         let h = std::thread::Builder::new()
             .name(format!("bench-{t}"))
-            .spawn(move || w(plan))
-            .map_err(|e| BenchError(format!("cannot start a thread: {e}")))?;
+            .spawn(move || {
+                let _leave = leave;
+                w(plan)
+            })
+            .map_err(|e| kind::io("cannot start a thread", e))?;
         handles.push(h);
     }
     drop(tx);
     let mut col = Collector::new(threads, c, clock, from, until);
+    if let Some(path) = &c.hdr_log {
+        let f = std::fs::File::create(path)
+            .map_err(|e| kind::io(format_args!("cannot write {}", path.display()), e))?;
+        col.hdr_log = Some(HdrLog {
+            out: io::BufWriter::new(f),
+            begun: false,
+        });
+    }
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok((_, tick)) => col.tick(tick),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        if col.zero.is_none() {
+            col.zero = gate.zero();
+        }
         col.sample_server();
+    }
+    col.zero = col.zero.or(gate.zero());
+    col.close_seconds(true);
+    if let (Some(e), Some(path)) = (col.log_error.take(), &c.hdr_log) {
+        return Err(kind::io(format_args!("cannot write {}", path.display()), e));
     }
     col.finish_ticker();
     let mut outs = Vec::new();
     for h in handles {
         match h.join() {
             Ok(Ok(o)) => outs.push(o),
-            Ok(Err(e)) => return Err(BenchError(format!("load thread failed: {e}"))),
-            Err(_) => return Err(BenchError("a load thread panicked".into())),
+            Ok(Err(e)) => return Err(kind::io("load thread failed", e)),
+            Err(_) => return Err(kind::io("load thread", io::Error::other("panicked"))),
         }
     }
-    Ok(col.merge(outs, from, until))
+    Ok(col.merge(outs))
 }
 
 /// Gathers the ticks of every thread into seconds, prints the ticker and
@@ -454,9 +605,11 @@ struct Collector {
     pid: Option<u32>,
     /// The clock.
     clock: Clock,
-    /// Window start/end (ns).
+    /// Time zero, once the threads are ready.
+    zero: Option<u64>,
+    /// Window start (ns after time zero).
     from: u64,
-    /// Window end (ns).
+    /// Window end (ns after time zero).
     until: u64,
     /// Server sample at the window's start, and when.
     start: Option<(ProcSample, u64)>,
@@ -464,6 +617,63 @@ struct Collector {
     end: Option<(ProcSample, u64)>,
     /// The last per-second server sample (for the series).
     last: Option<ProcSample>,
+    /// `--hdr-log`: where each second's histogram goes.
+    hdr_log: Option<HdrLog>,
+    /// Why the log stopped, if a write failed.
+    log_error: Option<io::Error>,
+}
+
+/// An HdrHistogram interval log (`--hdr-log`), as the Java
+/// `HistogramLogWriter` writes it and its `HistogramLogProcessor` reads
+/// it: a header, then one line per second, `START,LENGTH,MAX,HISTOGRAM`,
+/// START in seconds after the BaseTime (time zero), MAX in ms (the
+/// histograms hold ns).
+struct HdrLog {
+    /// The file.
+    out: io::BufWriter<std::fs::File>,
+    /// The header is written.
+    begun: bool,
+}
+
+impl HdrLog {
+    /// Writes second `s` of a run whose time zero was `zero` (Unix
+    /// seconds) and whose warmup lasted `warmup_ns`.
+    fn second(&mut self, zero: f64, warmup_ns: u64, s: &Second) -> io::Result<()> {
+        if !self.begun {
+            self.begun = true;
+            let when = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs_f64(zero));
+            writeln!(
+                self.out,
+                "#[Logged with reactor bench {}]",
+                env!("CARGO_PKG_VERSION")
+            )?;
+            writeln!(self.out, "#[Histogram log format version 1.3]")?;
+            writeln!(
+                self.out,
+                "#[StartTime: {zero:.3} (seconds since epoch), {when}]"
+            )?;
+            writeln!(self.out, "#[BaseTime: {zero:.3} (seconds since epoch)]")?;
+            if warmup_ns > 0 {
+                writeln!(self.out, "#[Warmup: until {:.3} s]", warmup_ns as f64 / 1e9)?;
+            }
+            writeln!(
+                self.out,
+                "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\""
+            )?;
+        }
+        if s.len_ns == 0 {
+            return Ok(()); // a run that ended on a second's edge
+        }
+        writeln!(
+            self.out,
+            "{}.000,{:.3},{:.3},{}",
+            s.sec,
+            s.len_ns as f64 / 1e9,
+            s.max as f64 / 1e6,
+            s.hdr
+        )?;
+        self.out.flush()
+    }
 }
 
 impl Collector {
@@ -476,18 +686,23 @@ impl Collector {
             ticker: !c.quiet && io::stderr().is_terminal(),
             pid: c.pid,
             clock,
+            zero: None,
             from,
             until,
             start: None,
             end: None,
             last: c.pid.and_then(procstat::sample),
+            hdr_log: None,
+            log_error: None,
         }
     }
 
     /// Samples the server at the window's edges.
     fn sample_server(&mut self) {
-        let Some(pid) = self.pid else { return };
-        let now = self.clock.now();
+        let (Some(pid), Some(zero)) = (self.pid, self.zero) else {
+            return;
+        };
+        let now = self.clock.now().saturating_sub(zero);
         if self.start.is_none() && now >= self.from {
             self.start = procstat::sample(pid).map(|s| (s, now));
         }
@@ -509,16 +724,19 @@ impl Collector {
         acc.bytes_in += t.bytes_in;
         acc.bytes_out += t.bytes_out;
         acc.errors += t.errors;
+        acc.len_ns = acc.len_ns.max(t.len_ns);
         let _ = acc.hist.add(&t.hist);
         if *n == self.threads && idx == self.series.len() {
-            self.close_seconds();
+            self.close_seconds(false);
         }
     }
 
-    /// Moves every complete second, in order, into the series.
-    fn close_seconds(&mut self) {
+    /// Moves every complete second, in order, into the series; with
+    /// `all` (the threads are done), the incomplete ones too: threads that
+    /// ended a second apart leave the last one short of a thread.
+    fn close_seconds(&mut self, all: bool) {
         while let Some((n, t)) = self.pending.get(self.series.len()) {
-            if *n < self.threads {
+            if *n < self.threads && !all {
                 return;
             }
             let cpu = self.pid.and_then(procstat::sample);
@@ -537,13 +755,28 @@ impl Collector {
                 p50: t.hist.value_at_quantile(0.5),
                 p99: t.hist.value_at_quantile(0.99),
                 max: t.hist.max(),
+                len_ns: t.len_ns,
+                hdr: hist::encode(&t.hist),
                 server_cpu,
             };
+            self.log(&s);
             if self.ticker {
-                eprint!("\r\x1b[K{}", report::ticker_line(&s));
+                eprint!("\r\x1b[K{}", ticker_line(&s));
                 let _ = io::stderr().flush();
             }
             self.series.push(s);
+        }
+    }
+
+    /// Appends second `s` to the `--hdr-log` file (its header first); a
+    /// write that fails stops the log and is reported at the end.
+    fn log(&mut self, s: &Second) {
+        let Some(log) = &mut self.hdr_log else { return };
+        let zero = self.clock.unix_s(self.zero.unwrap_or(0));
+        let res = log.second(zero, self.from, s);
+        if let Err(e) = res {
+            self.log_error = Some(e);
+            self.hdr_log = None;
         }
     }
 
@@ -555,12 +788,15 @@ impl Collector {
     }
 
     /// Merges the threads' results.
-    fn merge(mut self, outs: Vec<ThreadOut>, from: u64, until: u64) -> Merged {
+    fn merge(mut self, outs: Vec<ThreadOut>) -> Merged {
+        let zero = self.zero.unwrap_or(0);
+        let (from, until) = (self.from + zero, self.until.saturating_add(zero));
         let mut rec = Recorder::new(from, until);
         let mut stop = 0;
         let mut thread_busy = Vec::new();
         let mut thread_wait = Vec::new();
         let mut thread_spin = Vec::new();
+        let mut thread_sleeps = Vec::new();
         for o in &outs {
             rec.merge(&o.rec);
             stop = stop.max(o.stop_at);
@@ -569,8 +805,9 @@ impl Collector {
             thread_busy.push((o.cpu_ns - spin) as f64 / span);
             thread_spin.push(spin as f64 / span);
             thread_wait.push(o.wait_ns as f64 / span);
+            thread_sleeps.push(o.sleeps);
         }
-        let now = self.clock.now();
+        let now = self.clock.now().saturating_sub(zero);
         if let Some(pid) = self.pid {
             if self.start.is_none() {
                 self.start = procstat::sample(pid).map(|s| (s, now));
@@ -585,16 +822,31 @@ impl Collector {
             _ => (None, 0.0),
         };
         Merged {
+            zero_unix_s: self.clock.unix_s(zero),
             rec,
             thread_busy,
             thread_wait,
             thread_spin,
+            thread_sleeps,
             window_s: window_ns as f64 / 1e9,
             series: self.series,
             server,
             server_window_s,
         }
     }
+}
+
+/// The one-line live ticker for second `s`.
+fn ticker_line(s: &Second) -> String {
+    format!(
+        "[{:>4}s] {:>10} req/s  p50 {:>8}  p99 {:>8}  errors {}{}",
+        s.sec + 1,
+        s.requests,
+        fmt_ns(s.p50),
+        fmt_ns(s.p99),
+        s.errors,
+        if s.warmup { "  (warmup)" } else { "" }
+    )
 }
 
 /// An empty second.
@@ -606,23 +858,8 @@ fn empty_tick(sec: u32) -> Tick {
         bytes_out: 0,
         errors: 0,
         hist: histogram(),
+        len_ns: 0,
     }
-}
-
-/// Reports a finished run: summary, JSON, plot.
-pub fn finish(r: Report, c: &Common) -> Result<super::Outcome, BenchError> {
-    print!("{}", report::summary(&r));
-    if let Some(path) = &c.json {
-        let text = serde_json::to_string_pretty(&report::to_json(&r))
-            .map_err(|e| BenchError(format!("cannot encode the JSON: {e}")))?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| BenchError(format!("cannot write {}: {e}", path.display())))?;
-    }
-    if let Some(path) = &c.plot {
-        std::fs::write(path, super::plot::svg(&r))
-            .map_err(|e| BenchError(format!("cannot write {}: {e}", path.display())))?;
-    }
-    Ok(super::Outcome::Done)
 }
 
 #[cfg(test)]
