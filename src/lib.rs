@@ -5,28 +5,43 @@
 //! machines. It grows out of the Python `select.select` loop of the
 //! tutorials it started from; `docs/FROM-SELECT.md` walks that path.
 //!
+//! ## A route for a reader
+//!
+//! 1. `examples/mini_reactor.rs`: the whole pattern in one file (an echo
+//!    server, every pitfall of edge-triggered I/O named where it is met).
+//!    Its names are the real loop's; its header maps them.
+//! 2. `core/`: that loop grown up, and protocol-blind. `core/mod.rs` gives
+//!    the order to read it in: the `App` trait (the one extension point),
+//!    the phases (`reactor.rs`), one connection's turn (`drive.rs`).
+//! 3. `proto/`: the protocols on the loop, one file each (`echo.rs` is the
+//!    smallest, `http.rs` the largest), behind the `Protocol` trait, and
+//!    the one dispatch in `proto/mod.rs`.
+//! 4. `service/`: what the protocols' bytes mean, as sans-I/O state
+//!    machines tested in memory: chat lines, HTTP requests, WebSocket frames.
+//! 5. `server.rs`: how a configuration becomes loops and listeners.
+//!
+//! `docs/FROM-SELECT.md` walks from the tutorials' Python `select` loop
+//! to this code, and `docs/ARCHITECTURE.md` explains the loop with
+//! diagrams.
+//!
 //! ## Layout
 //!
-//! - `reactor/`: the event loop.
-//!   - `mod.rs`: the `Reactor` and its phases (before sleep, poll,
-//!     dispatch, ready list, timers), signals and shutdown.
-//!   - `drive.rs`: one connection's I/O: read until `WouldBlock`, write
-//!     until `WouldBlock`, backpressure, staged close, accept.
-//!   - `conn.rs`: a connection's state: socket, readiness, buffers, phase.
-//!   - `accept.rs`: listeners, the accept loop's errors, EMFILE, refusal.
-//!   - `udp.rs`: UDP echo with a bounded send queue.
-//!   - `outbox.rs`: chat fan-out into connections, with output caps.
-//!   - `http.rs`: HTTP on the loop: requests, file bodies, deadlines, `/stats`.
-//!   - `ws.rs`: an upgraded HTTP connection as a chat member speaking
-//!     WebSocket frames; keep-alive pings.
-//!   - `bus.rs`: chat lines between loops (`--threads`).
-//! - `service/`: the protocols, with no I/O: `greet`, `echo`, `chat`,
-//!   `http` (requests, files, the `/ws` handshake, the embedded pages),
-//!   `ws` (the WebSocket frame codec).
-//! - `bench/`: `reactor bench`, the load generator (its own mio loops).
+//! Imports run one way, from the binary down to the core (checked by
+//! `tests/layers.rs`):
+//!
+//! - `core/`: the event loop, naming no protocol: phases, readiness,
+//!   connection I/O, the staged close, accept and its faults, timers, the
+//!   deferred list, the slab, memory caps, setup and shutdown.
+//! - `proto/`: each protocol on the loop (`greet`, `echo`, `chat`,
+//!   `http`, `ws`, `udp`), the state each keeps per connection, and
+//!   `loops.rs`, chat lines between the loops of one process.
+//! - `service/`: the protocols' state machines, with no I/O: `greet`,
+//!   `echo`, `chat`, `http` (requests, files, the `/ws` handshake, the
+//!   embedded pages), `ws` (the WebSocket frame codec).
+//! - `bench/`: `reactor bench`, the load generator (its own mio loops; it
+//!   shares the server's HTTP and WebSocket parsers and `sys.rs`).
 //! - `buf.rs`: byte buffers and the pool that keeps idle connections
-//!   buffer-free.
-//! - `timer.rs`: the cached clock and the deadline heap (lazy re-arm).
+//!   buffer-free, and the count of what all buffers hold.
 //! - `transport.rs`: TCP, Unix and TLS streams behind one type.
 //! - `tls.rs`: TLS with rustls's unbuffered API, its buffers from the pool;
 //!   certificates and keys.
@@ -34,8 +49,9 @@
 //! - `server.rs`: `Server` (bind, run) and `Handle` (stop, stats).
 //! - `config.rs`, `cli.rs`: what to serve and the limits; the flags.
 //! - `units.rs`: durations and sizes as typed on the command line.
-//! - `stats.rs`: the loop's counters. `error.rs`: the one error type.
-//! - `sys.rs`: the only `unsafe` code (rlimit calls, one socket option, a
+//! - `stats.rs`: the counters and the one list of figures `/stats` and
+//!   `/metrics` print. `error.rs`: the one error type.
+//! - `sys.rs`: the only `unsafe` code (rlimit calls, socket options, a
 //!   timerfd for the load generator's precise wake-ups).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

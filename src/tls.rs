@@ -183,7 +183,7 @@ impl std::fmt::Debug for TlsStream {
         f.debug_struct("TlsStream")
             .field("sock", &self.sock)
             .field("established", &self.established)
-            .field("pending", &self.pending())
+            .field("pending", &self.unsent())
             .finish_non_exhaustive()
     }
 }
@@ -267,7 +267,7 @@ impl TlsStream {
     }
 
     /// Ciphertext waiting for the socket.
-    pub fn pending(&self) -> usize {
+    pub fn unsent(&self) -> usize {
         self.outgoing.as_ref().map_or(0, |b| b.len())
     }
 

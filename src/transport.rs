@@ -112,9 +112,9 @@ impl Transport {
     }
 
     /// Bytes the transport holds for the peer (TLS ciphertext).
-    pub fn pending(&self) -> usize {
+    pub fn unsent(&self) -> usize {
         match self {
-            Transport::Tls(t) => t.pending(),
+            Transport::Tls(t) => t.unsent(),
             _ => 0,
         }
     }

@@ -3,7 +3,7 @@
 //! Three pitfalls live here:
 //! - one readable event on a listener can stand for many queued clients,
 //!   so accept until `WouldBlock` (but at most `accepts_per_tick` per turn,
-//!   keeping the listener on the ready list if it is cut short);
+//!   keeping the listener on the deferred list if it is cut short);
 //! - past `max_conns`, a client is still accepted, told so (the app's
 //!   refusal line) and closed, so the backlog drains and accepting resumes
 //!   below the cap;
@@ -13,17 +13,12 @@
 //!   marked ready and retry on a short timer, logging at most once a second.
 
 use std::io::{self, ErrorKind};
-use std::net::SocketAddr;
-use std::sync::Arc;
 
 use log::{debug, info, warn};
-use mio::net::{TcpListener, TcpStream};
-use mio::{Interest, Registry, Token};
 
-use crate::listen::UnixListen;
 use crate::transport::Transport;
 
-use super::App;
+use super::app::App;
 use super::drive;
 use super::link::{Link, Phase};
 use super::state::{Core, Slot};
@@ -31,86 +26,6 @@ use super::timer::Millis;
 
 /// How long to wait before retrying accept after EMFILE/ENFILE.
 pub const ACCEPT_RETRY_MS: Millis = 100;
-
-/// A listening socket and what its clients get.
-#[derive(Debug)]
-pub struct Listener<L> {
-    /// The socket.
-    pub socket: ListenSocket,
-    /// What its clients speak (the app's tag).
-    pub listen: L,
-    /// The TLS configuration its clients' handshakes use, if it is a TLS
-    /// listener: the connection's transport is then TLS over the socket.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Clients may be waiting: set by an event, cleared by `WouldBlock`.
-    pub ready: bool,
-    /// On the loop's ready list.
-    pub queued: bool,
-    /// After EMFILE: when to try accepting again (0: not waiting).
-    pub retry_at: Millis,
-    /// Last time "server full" was logged (a throttle).
-    warned_full: Millis,
-    /// Last time an accept error was logged (a throttle).
-    warned_error: Millis,
-}
-
-/// A TCP or Unix listening socket.
-#[derive(Debug)]
-pub enum ListenSocket {
-    /// TCP.
-    Tcp(TcpListener),
-    /// Unix stream; removes its socket file when dropped.
-    Unix(UnixListen),
-}
-
-impl<L: Copy + std::fmt::Display> Listener<L> {
-    /// A listener whose clients speak `listen`, over TLS if `tls`.
-    pub fn new(socket: ListenSocket, listen: L, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
-        Listener {
-            socket,
-            listen,
-            tls,
-            ready: false,
-            queued: false,
-            retry_at: 0,
-            warned_full: 0,
-            warned_error: 0,
-        }
-    }
-
-    /// Registers the listener for readable events (once, for its life).
-    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        match &mut self.socket {
-            ListenSocket::Tcp(l) => registry.register(l, token, Interest::READABLE),
-            ListenSocket::Unix(u) => registry.register(&mut u.listener, token, Interest::READABLE),
-        }
-    }
-
-    /// The bound TCP address, if TCP.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        match &self.socket {
-            ListenSocket::Tcp(l) => l.local_addr().ok(),
-            ListenSocket::Unix(_) => None,
-        }
-    }
-
-    /// Accepts one client, with its address for the logs. `TCP_NODELAY`
-    /// is set on TCP clients: replies are written whole, so Nagle's delay
-    /// would only add latency.
-    fn accept(&mut self) -> io::Result<(Transport, String)> {
-        match &mut self.socket {
-            ListenSocket::Tcp(l) => {
-                let (stream, addr): (TcpStream, SocketAddr) = l.accept()?;
-                let _ = stream.set_nodelay(true);
-                Ok((Transport::Tcp(stream), addr.to_string()))
-            }
-            ListenSocket::Unix(u) => {
-                let (stream, _) = u.listener.accept()?;
-                Ok((Transport::Unix(stream), "unix".to_string()))
-            }
-        }
-    }
-}
 
 /// What the accept loop does with an accept error.
 #[derive(Debug, PartialEq, Eq)]

@@ -5,17 +5,17 @@
 //! A turn takes the connection out of its slot (`Core::take`), so its
 //! hooks own it while they reach any other connection, and puts it back
 //! at the end. The entry points are the moments a turn starts: an event
-//! or the ready list (`drive`), a new connection (`open`), its deadline
+//! or the deferred list (`drive`), a new connection (`open`), its deadline
 //! (`expire`), the shutdown (`shut_down`) and the memory cap (`evict`).
 
 use std::io::{self, ErrorKind};
 
 use log::{debug, info, trace};
 
+use super::app::{Act, App, Moved, Why};
 use super::io::{Input, Io};
 use super::link::{Link, Phase, is_disconnect};
 use super::state::{Conn, Core, Order};
-use super::{Act, App, Moved, Why};
 
 /// What a turn did so far, for its last steps.
 #[derive(Debug, Default)]
@@ -38,7 +38,7 @@ enum Flow {
     Closed,
 }
 
-/// Drives connection `key` after an event, from the ready list, or before
+/// Drives connection `key` after an event, from the deferred list, or before
 /// sleep: a whole turn.
 pub(super) fn drive<A: App>(app: &mut A, core: &mut Core<A>, key: usize) {
     let Some(mut conn) = core.take(key) else {
@@ -172,7 +172,7 @@ fn turn<A: App>(
         Ok(Flow::Closed) => return,
         Err(e) => return fail(app, core, key, conn, e),
     }
-    if conn.link.phase != Phase::Open && settle(app, core, key, conn, &t) == Flow::Closed {
+    if conn.link.phase != Phase::Open && advance_close(app, core, key, conn, &t) == Flow::Closed {
         return;
     }
     if t.moved != Moved::default() && conn.link.transport.can_send() {
@@ -186,7 +186,7 @@ fn turn<A: App>(
                 app.progress(&mut conn.state, &io, t.moved)
             }
             // A close that still makes progress gets its linger anew.
-            Phase::Flushing => core.at(core.limits.linger),
+            Phase::Flushing => core.due_in(core.limits.linger),
             Phase::Connecting | Phase::Lingering | Phase::Closed => conn.link.deadline,
         };
         core.rearm(key, &mut conn.link, when);
@@ -248,7 +248,7 @@ fn steps<A: App>(
 /// True when the connection's output is at its cap: no new input is used.
 #[inline]
 fn full<A: App>(link: &Link, core: &Core<A>) -> bool {
-    link.pending() >= core.limits.output_cap
+    link.unsent() >= core.limits.output_cap
 }
 
 /// True if the connection should take more input from its socket now.
@@ -268,15 +268,15 @@ fn may_read<A: App>(link: &Link, core: &Core<A>) -> bool {
 /// Writes queued output while the socket takes it; counts the bytes.
 #[inline]
 fn write<A: App>(core: &mut Core<A>, link: &mut Link) -> io::Result<usize> {
-    if link.phase == Phase::Closed || link.pending() == 0 {
+    if link.phase == Phase::Closed || link.unsent() == 0 {
         return Ok(0);
     }
     let n = link.flush(&mut core.pool)?;
     if n > 0 {
         trace!(
-            "conn {}: wrote {n} bytes, {} pending",
+            "conn {}: wrote {n} bytes, {} unsent",
             link.id,
-            link.pending()
+            link.unsent()
         );
         core.counters.bytes_out += n as u64;
     }
@@ -296,7 +296,7 @@ fn read<A: App>(
     let mut budget = core.limits.read_budget;
     while conn.link.readable && may_read(&conn.link, core) {
         if budget == 0 {
-            // One busy peer must not starve the others: the ready list
+            // One busy peer must not starve the others: the deferred list
             // brings it back after everyone else has had this turn.
             core.defer_link(key, &mut conn.link);
             break;
@@ -530,7 +530,7 @@ fn opened<A: App>(
         app.progress(&mut conn.state, &io, Moved::default())
     };
     if !conn.link.transport.can_send() {
-        let handshake = core.at(core.limits.handshake_timeout);
+        let handshake = core.due_in(core.limits.handshake_timeout);
         when = if when == 0 {
             handshake
         } else {
@@ -565,7 +565,7 @@ fn connected<A: App>(app: &mut A, core: &mut Core<A>, key: usize, conn: &mut Con
 
 /// Carries out what hooks ordered for other connections during a turn,
 /// once that turn is over and its connection is back in its slot.
-/// Closing one may order more (its room's notices): the loop takes those
+/// Closing one may order more (what it tells others): the loop takes those
 /// too, one after another, never nested.
 #[inline]
 fn run_orders<A: App>(app: &mut A, core: &mut Core<A>) {
@@ -589,7 +589,7 @@ fn run_orders_now<A: App>(app: &mut A, core: &mut Core<A>) {
 
 /// Advances a closing connection as far as it can go now.
 #[inline(never)]
-fn settle<A: App>(
+fn advance_close<A: App>(
     app: &mut A,
     core: &mut Core<A>,
     key: usize,
@@ -603,7 +603,7 @@ fn settle<A: App>(
             Phase::Draining if !link.readable && !link.held_input && !t.again => {
                 core.begin_close(key, link);
             }
-            Phase::Flushing if link.pending() == 0 && !t.sending => {
+            Phase::Flushing if link.unsent() == 0 && !t.sending => {
                 // All sent: FIN (TLS: close_notify first, and FIN once it
                 // is out), then wait for the peer's FIN.
                 match link.transport.shutdown_write(&mut core.pool) {

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use crate::buf::Buffer;
 
-use super::App;
+use super::kinds::Kinds;
 use super::link::Link;
 use super::state::Core;
 use super::timer::Millis;
 
 /// A hook's view of its connection and of the loop.
-pub struct Io<'a, A: App> {
+pub struct Io<'a, A: Kinds> {
     /// The connection's slab key (its token in the poll set).
     pub key: usize,
     /// The connection's I/O state (its slot is `InHand` meanwhile).
@@ -23,7 +23,7 @@ pub struct Io<'a, A: App> {
     pub core: &'a mut Core<A>,
 }
 
-impl<A: App> Io<'_, A> {
+impl<A: Kinds> Io<'_, A> {
     /// Queues `bytes` for this connection's peer.
     pub fn send(&mut self, bytes: &[u8]) {
         self.link.queue(bytes, &mut self.core.pool);
@@ -44,7 +44,7 @@ impl<A: App> Io<'_, A> {
 
     /// True when the output is at its cap: take no new message now.
     pub fn full(&self) -> bool {
-        self.link.pending() >= self.core.limits.output_cap
+        self.link.unsent() >= self.core.limits.output_cap
     }
 
     /// Bytes that may still be queued before the output is at its cap.
@@ -52,7 +52,7 @@ impl<A: App> Io<'_, A> {
         self.core
             .limits
             .output_cap
-            .saturating_sub(self.link.pending())
+            .saturating_sub(self.link.unsent())
     }
 
     /// True once the peer has sent FIN: no input will come after what is
@@ -67,13 +67,13 @@ impl<A: App> Io<'_, A> {
     }
 
     /// `now + d` (a real deadline even for zero).
-    pub fn at(&self, d: Duration) -> Millis {
-        self.core.at(d)
+    pub fn due_in(&self, d: Duration) -> Millis {
+        self.core.due_in(d)
     }
 
     /// `now + d`, or 0 (no deadline) for zero.
-    pub fn after(&self, d: Duration) -> Millis {
-        self.core.after(d)
+    pub fn timeout(&self, d: Duration) -> Millis {
+        self.core.timeout(d)
     }
 
     /// Moves this connection's deadline to `when` (0: none) now, outside

@@ -67,15 +67,15 @@ pub struct Link {
     /// `drained` hook is called whenever the output has room, until it
     /// answers anything but `Again`.
     pub refill: bool,
-    /// On the loop's ready list: it has work no event will announce.
-    pub queued: bool,
+    /// On the loop's deferred list: it has work no event will announce.
+    pub deferred: bool,
     /// On the loop's flush list: another connection queued output for it.
     pub flush_queued: bool,
 }
 
 impl Link {
     /// A new connection in `phase`. Writable is assumed: a new socket has
-    /// room in its send buffer, so a greeting can go out before any event.
+    /// room in its send buffer, so first words can go out before any event.
     pub fn new(transport: Transport, id: u32, phase: Phase) -> Link {
         Link {
             transport,
@@ -90,7 +90,7 @@ impl Link {
             peer_closed: false,
             held_input: false,
             refill: false,
-            queued: false,
+            deferred: false,
             flush_queued: false,
         }
     }
@@ -98,8 +98,8 @@ impl Link {
     /// Bytes queued for the peer: our output plus what the transport holds
     /// (TLS records not yet written), so flushing and the staged close wait
     /// for both.
-    pub fn pending(&self) -> usize {
-        self.output.as_ref().map_or(0, |b| b.len()) + self.transport.pending()
+    pub fn unsent(&self) -> usize {
+        self.output.as_ref().map_or(0, |b| b.len()) + self.transport.unsent()
     }
 
     /// True while the connection still serves its peer (its input is used).
@@ -122,7 +122,8 @@ impl Link {
     }
 
     /// Queues a whole buffer: moved in without a copy when nothing else is
-    /// queued (echo's zero-copy path), else appended and given back.
+    /// queued (a read buffer handed straight to the output), else appended
+    /// and given back.
     pub fn queue_buf(&mut self, buf: Box<Buffer>, pool: &mut Pool) {
         match &mut self.output {
             None => self.output = Some(buf),

@@ -15,7 +15,7 @@ use slab::Slab;
 
 use crate::buf::{self, Pool};
 
-use super::App;
+use super::kinds::Kinds;
 use super::state::Slot;
 
 /// Bytes of buffer storage held by this thread's connections right now:
@@ -25,7 +25,7 @@ pub fn held_by_connections(pool: &Pool) -> usize {
 }
 
 /// The keys of the connections holding any buffer, the largest first.
-pub(super) fn largest<A: App>(slab: &Slab<Slot<A>>) -> Vec<usize> {
+pub(super) fn largest<A: Kinds>(slab: &Slab<Slot<A>>) -> Vec<usize> {
     let mut held: Vec<(usize, usize)> = slab
         .iter()
         .filter_map(|(key, slot)| match slot {

@@ -11,7 +11,7 @@
 //!    list has work left);
 //! 3. **dispatch** each event: record the readiness in user space and let
 //!    the slot do what it allows;
-//! 4. **ready list**: slots that were cut short by a fairness budget, or
+//! 4. **deferred list**: slots that were cut short by a fairness budget, or
 //!    had work no event would announce, get their next slice;
 //! 5. **timers**: deadlines, accept retries, the 10 Hz housekeeping tick,
 //!    the end of the shutdown grace.
@@ -21,7 +21,7 @@
 //! only when an operation returns `WouldBlock` (or a short count). So the
 //! steady state makes no `epoll_ctl` calls at all (sozu's design).
 //!
-//! The ready list is what `select`'s level-triggered re-report was: a
+//! The deferred list is what `select`'s level-triggered re-report was: a
 //! socket with bytes still waiting is reported by `select` on every call;
 //! under edge triggering the kernel says it once, so the loop keeps its
 //! own list of slots it owes another look.
@@ -39,13 +39,14 @@ use signal_hook_mio::v1_0::Signals;
 use crate::error::{Error, Result};
 use crate::sys;
 
-use super::accept::{self, ListenSocket, Listener};
+use super::accept;
+use super::app::{App, Why};
 use super::drive;
 use super::link::Phase;
+use super::listener::{ListenSocket, Listener};
 use super::memory;
 use super::state::{Core, CoreLimits, Counters, Ready, Slot};
 use super::timer::{Due, Millis, timeout_until};
-use super::{App, Why};
 
 /// Token of the signal pipe. Slab keys count up from zero, so the top of
 /// the token space is free for the loop's own sources.
@@ -67,6 +68,10 @@ const EVENT_BATCH: usize = 1024;
 /// with many busy connections cannot overshoot the cap by more than what
 /// this much input makes them hold.
 const MEMORY_STEP: u64 = 256 * 1024;
+/// How far what the buffers hold must fall from its peak before the loop
+/// has the allocator give its free memory back (a burst's worth: below
+/// this, the memory is kept for the next burst).
+const GIVE_BACK: usize = 4 << 20;
 
 /// Stops a running loop from another thread, as SIGTERM would.
 #[derive(Clone, Debug)]
@@ -127,6 +132,10 @@ pub struct Reactor<A: App> {
     /// When the loop has read this many bytes, it looks at the memory cap
     /// again without waiting for the end of the turn.
     memory_check_at: u64,
+    /// The most buffer memory alive (the pool's free buffers included) at
+    /// any look since the allocator last gave free memory back: once what is held has fallen well below it,
+    /// a burst has ended, and the cron gives its memory back.
+    held_peak: usize,
 }
 
 impl<A: App> Reactor<A> {
@@ -160,6 +169,7 @@ impl<A: App> Reactor<A> {
             over_memory: None,
             loops,
             memory_check_at: MEMORY_STEP,
+            held_peak: 0,
         })
     }
 
@@ -223,7 +233,7 @@ impl<A: App> Reactor<A> {
             let timeout = self.poll_timeout();
             self.wait(&mut events, timeout)?;
             self.dispatch(&events);
-            self.run_ready_list();
+            self.run_deferred();
             self.run_timers();
         }
         self.finish()
@@ -272,10 +282,28 @@ impl<A: App> Reactor<A> {
     /// before every sleep and every `MEMORY_STEP` of input within a turn.
     #[inline]
     fn check_memory(&mut self) {
+        let all = crate::buf::held_bytes();
+        self.held_peak = self.held_peak.max(all);
+        let held = all.saturating_sub(self.core.pool.free_bytes());
         let cap = self.core.limits.max_client_memory;
-        if cap != 0 && memory::held_by_connections(&self.core.pool) > cap {
+        if cap != 0 && held > cap {
             self.evict_largest(cap);
         }
+    }
+
+    /// Once a second: when what the buffers hold has fallen by more than
+    /// `GIVE_BACK` since its peak (a burst has gone), the allocator gives
+    /// its free memory back to the kernel, so the RSS returns too.
+    fn give_back_memory(&mut self) {
+        let held = crate::buf::held_bytes();
+        if self.held_peak > held + GIVE_BACK {
+            sys::release_free_memory();
+            debug!(
+                "memory: gave back what a burst left free ({held} bytes held, peak {})",
+                self.held_peak
+            );
+        }
+        self.held_peak = held;
     }
 
     /// Past the memory cap `cap`, evicts the connections holding the most
@@ -336,13 +364,13 @@ impl<A: App> Reactor<A> {
         self.abort || (self.core.shutting_down() && self.core.open == 0)
     }
 
-    /// How long poll may sleep: not at all with work on the ready list,
+    /// How long poll may sleep: not at all with work on the deferred list,
     /// else until the nearest deadline. Measured from the turn's one clock
     /// reading, so the sleep may run long by the time the turn took
     /// (microseconds; no deadline here is that fine); reading the clock
     /// again just for this would cost a second `clock_gettime` a turn.
     fn poll_timeout(&mut self) -> Option<Duration> {
-        if !self.core.ready.is_empty() {
+        if !self.core.deferred.is_empty() {
             return Some(Duration::ZERO);
         }
         let mut next = self.next_cron;
@@ -455,7 +483,7 @@ impl<A: App> Reactor<A> {
         let Slot::Source(mut s) = std::mem::replace(slot, Slot::InHand) else {
             return;
         };
-        s.queued = false;
+        s.deferred = false;
         let again = self
             .app
             .source_ready(key, &mut s.source, ready, &mut self.core);
@@ -467,20 +495,20 @@ impl<A: App> Reactor<A> {
         }
     }
 
-    /// Phase 4: give every slot on the ready list its next slice.
-    fn run_ready_list(&mut self) {
-        if self.core.ready.is_empty() {
+    /// Phase 4: give every slot on the deferred list its next slice.
+    fn run_deferred(&mut self) {
+        if self.core.deferred.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.core.ready);
+        let batch = std::mem::take(&mut self.core.deferred);
         for &key in &batch {
             match self.core.slab.get_mut(key) {
                 Some(Slot::Conn(c)) => {
-                    c.link.queued = false;
+                    c.link.deferred = false;
                     drive::drive(&mut self.app, &mut self.core, key);
                 }
                 Some(Slot::Listener(l)) => {
-                    l.queued = false;
+                    l.deferred = false;
                     accept::accept_ready(&mut self.app, &mut self.core, key);
                 }
                 Some(Slot::Source(_)) => self.source_ready(key, Ready::default()),
@@ -489,10 +517,10 @@ impl<A: App> Reactor<A> {
         }
         // Keep the allocation: swap the emptied batch back unless new work
         // was queued meanwhile (then that list is the one to keep).
-        if self.core.ready.is_empty() {
+        if self.core.deferred.is_empty() {
             let mut batch = batch;
             batch.clear();
-            self.core.ready = batch;
+            self.core.deferred = batch;
         }
     }
 
@@ -552,6 +580,7 @@ impl<A: App> Reactor<A> {
         if now / 1000 != (now - CRON_MS.min(now)) / 1000 {
             self.core.pool.trim();
             self.compact_timers();
+            self.give_back_memory();
         }
     }
 
@@ -583,8 +612,8 @@ impl<A: App> Reactor<A> {
         let Some(signals) = self.signals.as_mut() else {
             return;
         };
-        let pending: Vec<i32> = signals.pending().collect();
-        for sig in pending {
+        let caught: Vec<i32> = signals.pending().collect();
+        for sig in caught {
             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
             if self.core.shutting_down() {
                 warn!("{name} again: stopping now, without flushing");
@@ -602,7 +631,7 @@ impl<A: App> Reactor<A> {
             return;
         }
         let grace = self.core.limits.grace;
-        self.core.shutdown_at = self.core.at(grace).max(self.core.now());
+        self.core.shutdown_at = self.core.due_in(grace).max(self.core.now());
         info!(
             "{why}: shutting down, {} connections open, grace {:.1}s",
             self.core.open,

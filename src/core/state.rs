@@ -1,6 +1,6 @@
 //! What the loop owns besides the app: the slab of sockets, the buffer
 //! pool, the clock, the deadlines, the lists of connections with work
-//! pending, the limits and the counters. Hooks reach it through
+//! waiting, the limits and the counters. Hooks reach it through
 //! `Io::core`, so a protocol can queue bytes for any connection.
 
 use std::io;
@@ -14,9 +14,9 @@ use slab::Slab;
 use crate::buf::Pool;
 use crate::transport::Transport;
 
-use super::App;
-use super::accept::Listener;
+use super::kinds::Kinds;
 use super::link::{Link, Phase};
+use super::listener::Listener;
 use super::timer::{Clock, Millis, Timers};
 
 /// One connection: what the loop knows of it, and its protocol's state.
@@ -28,19 +28,19 @@ pub struct Conn<S> {
     pub state: S,
 }
 
-/// A source registered by the app, and whether it is on the ready list.
+/// A source registered by the app, and whether it is on the deferred list.
 #[derive(Debug)]
 pub struct SourceSlot<S> {
     /// The app's socket or timer.
     pub source: S,
-    /// On the ready list.
-    pub queued: bool,
+    /// On the deferred list.
+    pub deferred: bool,
 }
 
 /// One entry of the slab; its key is its token in the poll set. Listeners
 /// and sources are boxed so the common entry, a connection, sets the size.
 #[derive(Debug)]
-pub enum Slot<A: App> {
+pub enum Slot<A: Kinds> {
     /// A listening socket.
     Listener(Box<Listener<A::Listen>>),
     /// A socket the app owns (a datagram socket, a timer).
@@ -133,7 +133,7 @@ pub struct Counters {
 }
 
 /// Everything the loop owns besides the app and the poll itself.
-pub struct Core<A: App> {
+pub struct Core<A: Kinds> {
     /// Registers the sockets added while the loop runs.
     pub(super) registry: Registry,
     /// Listeners, sources and connections; a slot's key is its token.
@@ -145,7 +145,7 @@ pub struct Core<A: App> {
     /// Connection deadlines (a heap with lazy re-arming).
     pub(super) timers: Timers,
     /// Keys with work no event will announce: driven again next turn.
-    pub(super) ready: Vec<usize>,
+    pub(super) deferred: Vec<usize>,
     /// Keys whose output another connection queued: written before sleep.
     pub(super) flush: Vec<usize>,
     /// Keys closed this turn: freed after the event batch, since a later
@@ -187,7 +187,7 @@ pub enum Order {
     Abort,
 }
 
-impl<A: App> Core<A> {
+impl<A: Kinds> Core<A> {
     /// An empty core registering with `registry`.
     pub(super) fn new(registry: Registry, limits: CoreLimits, pool_keep: usize) -> Core<A> {
         Core {
@@ -196,7 +196,7 @@ impl<A: App> Core<A> {
             pool: Pool::new(pool_keep),
             clock: Clock::new(),
             timers: Timers::new(),
-            ready: Vec::new(),
+            deferred: Vec::new(),
             flush: Vec::new(),
             closed: Vec::new(),
             orders: Vec::new(),
@@ -214,13 +214,13 @@ impl<A: App> Core<A> {
     }
 
     /// `now + d` (a real deadline even for zero: the next timer phase).
-    pub fn at(&self, d: Duration) -> Millis {
-        self.clock.at(d)
+    pub fn due_in(&self, d: Duration) -> Millis {
+        self.clock.due_in(d)
     }
 
     /// `now + d`, or 0 (no deadline) for zero, where zero means never.
-    pub fn after(&self, d: Duration) -> Millis {
-        self.clock.after(d)
+    pub fn timeout(&self, d: Duration) -> Millis {
+        self.clock.timeout(d)
     }
 
     /// Connections open now.
@@ -280,7 +280,7 @@ impl<A: App> Core<A> {
     /// hook answers `Act::Close` instead): it uses no more input, sends
     /// what it has queued (before the loop sleeps), then FIN and linger.
     pub fn close_peer(&mut self, key: usize) {
-        let when = self.clock.at(self.limits.linger);
+        let when = self.clock.due_in(self.limits.linger);
         let Some(Slot::Conn(c)) = self.slab.get_mut(key) else {
             return;
         };
@@ -302,25 +302,25 @@ impl<A: App> Core<A> {
         self.orders.push((key, order));
     }
 
-    /// Puts slot `key` on the ready list (once) for another turn.
+    /// Puts slot `key` on the deferred list (once) for another turn.
     pub fn defer(&mut self, key: usize) {
         let queued = match self.slab.get_mut(key) {
-            Some(Slot::Conn(c)) => &mut c.link.queued,
-            Some(Slot::Listener(l)) => &mut l.queued,
-            Some(Slot::Source(s)) => &mut s.queued,
+            Some(Slot::Conn(c)) => &mut c.link.deferred,
+            Some(Slot::Listener(l)) => &mut l.deferred,
+            Some(Slot::Source(s)) => &mut s.deferred,
             Some(Slot::InHand) | None => return,
         };
         if !*queued {
             *queued = true;
-            self.ready.push(key);
+            self.deferred.push(key);
         }
     }
 
-    /// Puts connection `key`, in hand for its turn, on the ready list (once).
+    /// Puts connection `key`, in hand for its turn, on the deferred list (once).
     pub(super) fn defer_link(&mut self, key: usize, link: &mut Link) {
-        if !link.queued {
-            link.queued = true;
-            self.ready.push(key);
+        if !link.deferred {
+            link.deferred = true;
+            self.deferred.push(key);
         }
     }
 
@@ -342,7 +342,7 @@ impl<A: App> Core<A> {
             Phase::Open | Phase::Draining | Phase::Connecting
         ) {
             link.phase = Phase::Flushing;
-            let when = self.clock.at(self.limits.linger);
+            let when = self.clock.due_in(self.limits.linger);
             self.rearm(key, link, when);
         }
     }
@@ -376,7 +376,7 @@ impl<A: App> Core<A> {
         let id = self.next_id();
         let mut link = Link::new(Transport::Tcp(stream), id, Phase::Connecting);
         let key = self.slab.vacant_key();
-        let when = self.clock.at(self.limits.handshake_timeout);
+        let when = self.clock.due_in(self.limits.handshake_timeout);
         link.deadline = when;
         self.timers.push(when, key, id);
         let key = self.insert(link, state)?;
@@ -396,7 +396,7 @@ impl<A: App> Core<A> {
         )?;
         entry.insert(Slot::Source(Box::new(SourceSlot {
             source,
-            queued: false,
+            deferred: false,
         })));
         trace!("source registered (token {key})");
         Ok(key)

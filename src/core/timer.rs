@@ -53,13 +53,13 @@ impl Clock {
 
     /// `now + d`, always a real deadline (even for `d` zero: then it is
     /// due at the next timer phase).
-    pub fn at(&self, d: Duration) -> Millis {
+    pub fn due_in(&self, d: Duration) -> Millis {
         self.now + d.as_millis() as Millis
     }
 
     /// `now + d`, or 0 (no deadline) when `d` is zero: for timeouts where
     /// zero means "never", like the idle timeout.
-    pub fn after(&self, d: Duration) -> Millis {
+    pub fn timeout(&self, d: Duration) -> Millis {
         if d.is_zero() {
             0
         } else {
@@ -180,7 +180,7 @@ mod tests {
     fn zero_duration_means_no_deadline() {
         let mut c = Clock::new();
         c.tick();
-        assert_eq!(c.after(Duration::ZERO), 0);
-        assert!(c.after(Duration::from_millis(5)) >= c.now() + 5);
+        assert_eq!(c.timeout(Duration::ZERO), 0);
+        assert!(c.timeout(Duration::from_millis(5)) >= c.now() + 5);
     }
 }

@@ -24,7 +24,8 @@ use crate::service::chat::{ChatHub, Leave};
 use crate::service::{Outbox, Verdict};
 use crate::stats::{OpenBy, Stats};
 
-use super::{Act, Input, Io, Protocol, Protocols, State, loops, ws};
+use super::frames::{close_policy, frame_lines};
+use super::{Act, Input, Io, Protocol, Protocols, State, loops};
 
 /// The line a chat member gets when it is dropped for not reading.
 const TOO_SLOW_LINE: &[u8] = b"ERROR too slow: output limit reached, disconnecting\n";
@@ -196,22 +197,22 @@ fn deliver(
         return false;
     }
     if frames {
-        ws::frame_lines(link, bytes, pool);
+        frame_lines(link, bytes, pool);
     } else {
         link.queue(bytes, pool);
     }
-    if link.pending() >= CHUNK {
+    if link.unsent() >= CHUNK {
         // A write error here is met again by its next turn, which closes
         // the connection; nothing to do about it now.
         if let Ok(n) = link.flush(pool) {
             *bytes_out += n as u64;
         }
     }
-    let pending = link.pending();
-    if pending > limits.chat_output_hard {
+    let unsent = link.unsent();
+    if unsent > limits.chat_output_hard {
         return true;
     }
-    if pending <= limits.chat_output_soft {
+    if unsent <= limits.chat_output_soft {
         *soft_since = 0;
         return false;
     }
@@ -318,8 +319,8 @@ fn drop_too_slow(chat: &mut ChatHub, out: &mut ChatOut<'_, '_>, stats: &mut Stat
 /// backlog as it is, the error as a text frame, then close 1008.
 fn cut_backlog(link: &mut Link, frames: bool, pool: &mut Pool) {
     if frames {
-        ws::frame_lines(link, TOO_SLOW_LINE, pool);
-        link.queue(&ws::close_policy(), pool);
+        frame_lines(link, TOO_SLOW_LINE, pool);
+        link.queue(&close_policy(), pool);
         return;
     }
     if let Some(buf) = link.output.as_mut() {

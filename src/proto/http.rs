@@ -27,7 +27,7 @@ use super::ws::Ws;
 use super::{Act, Input, Io, Protocol, Protocols, State};
 
 /// File bytes queued per connection per turn before it yields to the
-/// others (the rest goes on the ready list): many readers of large files
+/// others (the rest goes on the deferred list): many readers of large files
 /// cannot hold the loop.
 const FILE_TURN_BUDGET: usize = CHUNK;
 /// Rounds of `HttpConn::input` per connection per turn (each answers up
@@ -208,7 +208,7 @@ impl Http {
             if input.is_empty() || !proto.idle() {
                 self.head_due = 0;
             } else if self.head_due == 0 || p.responses > 0 {
-                self.head_due = io.at(app.limits.header_timeout);
+                self.head_due = io.due_in(app.limits.header_timeout);
             }
             if p.upgrade {
                 // Nothing after the head is HTTP: the loop hands the rest
@@ -252,7 +252,7 @@ impl Protocol for Http {
     fn opened(&mut self, io: &mut Io<'_>, app: &mut Protocols) -> Act {
         // Slowloris: the first request's head is due within the header
         // timeout of accept, however slowly its bytes trickle in.
-        self.head_due = io.at(app.limits.header_timeout);
+        self.head_due = io.due_in(app.limits.header_timeout);
         Act::Continue
     }
 
@@ -322,13 +322,13 @@ impl Protocol for Http {
     fn progress(&mut self, io: &Io<'_>, app: &Protocols, _moved: Moved) -> Millis {
         let idle = self.proto().idle();
         let head_due = if idle { self.head_due } else { 0 };
-        let busy = if io.link.pending() > 0 || self.sending_file() || !idle {
-            io.after(app.limits.idle_timeout)
+        let busy = if io.link.unsent() > 0 || self.sending_file() || !idle {
+            io.timeout(app.limits.idle_timeout)
         } else {
             0
         };
         match (head_due, busy) {
-            (0, 0) => io.after(app.limits.keepalive_timeout),
+            (0, 0) => io.timeout(app.limits.keepalive_timeout),
             (0, t) | (t, 0) => t,
             (a, b) => a.min(b),
         }
@@ -338,7 +338,7 @@ impl Protocol for Http {
     /// so the client reads it); silence for an idle or stuck connection.
     fn deadline(&mut self, io: &mut Io<'_>, app: &mut Protocols) -> Act {
         let arriving = io.link.input.as_ref().is_some_and(|b| !b.is_empty()) && self.proto().idle();
-        if arriving && io.link.pending() == 0 && !self.sending_file() {
+        if arriving && io.link.unsent() == 0 && !self.sending_file() {
             let reply = app.http.canned(408, io.link.transport.is_tls());
             io.send(&reply);
             return Act::Close;

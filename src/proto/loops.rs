@@ -32,7 +32,7 @@ struct Peer {
     /// Rung when its inbox was empty.
     waker: Arc<Waker>,
     /// Set while its inbox may hold lines it has not taken.
-    pending: Arc<AtomicBool>,
+    unread: Arc<AtomicBool>,
 }
 
 /// One loop's end of the bus: the other loops' inboxes and its own.
@@ -42,8 +42,8 @@ pub struct Bus {
     peers: Vec<Peer>,
     /// Lines from the other loops.
     rx: Receiver<RoomLine>,
-    /// Set by senders when they put lines in `rx` (see `Peer::pending`).
-    pending: Arc<AtomicBool>,
+    /// Set by senders when they put lines in `rx` (see `Peer::unread`).
+    unread: Arc<AtomicBool>,
 }
 
 impl Bus {
@@ -55,7 +55,7 @@ impl Bus {
                 line: line.into(),
             };
             if peer.tx.send(msg).is_ok()
-                && !peer.pending.swap(true, Ordering::AcqRel)
+                && !peer.unread.swap(true, Ordering::AcqRel)
                 && let Err(e) = peer.waker.wake()
             {
                 log::warn!("cannot wake another loop: {e}");
@@ -63,10 +63,10 @@ impl Bus {
         }
     }
 
-    /// The lines waiting here. Clears the pending flag first, so a line
+    /// The lines waiting here. Clears the unread flag first, so a line
     /// sent while these are taken either is among them or wakes us again.
     pub fn take(&self) -> TryIter<'_, RoomLine> {
-        self.pending.store(false, Ordering::Release);
+        self.unread.store(false, Ordering::Release);
         self.rx.try_iter()
     }
 }
@@ -82,24 +82,24 @@ pub fn mesh(wakers: &[Arc<Waker>]) -> Vec<Bus> {
         .collect();
     let senders: Vec<(Sender<RoomLine>, Arc<AtomicBool>)> = ends
         .iter()
-        .map(|(tx, _, pending)| (tx.clone(), pending.clone()))
+        .map(|(tx, _, unread)| (tx.clone(), unread.clone()))
         .collect();
     ends.into_iter()
         .enumerate()
-        .map(|(me, (_, rx, pending))| Bus {
+        .map(|(me, (_, rx, unread))| Bus {
             peers: senders
                 .iter()
                 .zip(wakers)
                 .enumerate()
                 .filter(|(i, _)| *i != me)
-                .map(|(_, ((tx, pending), waker))| Peer {
+                .map(|(_, ((tx, unread), waker))| Peer {
                     tx: tx.clone(),
                     waker: waker.clone(),
-                    pending: pending.clone(),
+                    unread: unread.clone(),
                 })
                 .collect(),
             rx,
-            pending,
+            unread,
         })
         .collect()
 }

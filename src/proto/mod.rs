@@ -21,6 +21,7 @@
 
 mod chat;
 mod echo;
+mod frames;
 mod greet;
 mod http;
 pub mod loops;
@@ -71,7 +72,7 @@ pub trait Protocol {
     }
     /// Bytes moved: the connection's next deadline (the idle timeout).
     fn progress(&mut self, io: &Io<'_>, app: &Protocols, _moved: Moved) -> Millis {
-        io.after(app.limits.idle_timeout)
+        io.timeout(app.limits.idle_timeout)
     }
     /// The deadline passed while serving: close (idle too long).
     fn deadline(&mut self, _io: &mut Io<'_>, _app: &mut Protocols) -> Act {
@@ -274,11 +275,13 @@ impl Protocols {
     }
 }
 
-impl core::App for Protocols {
+impl core::Kinds for Protocols {
     type State = State;
     type Listen = Service;
     type Source = Socket;
+}
 
+impl core::App for Protocols {
     #[inline]
     fn accepted(&mut self, listen: Service) -> State {
         match listen.base() {

@@ -7,18 +7,16 @@
 //! member's output (`frame_lines`, called by the chat's outbox), so the
 //! hub never knows which members are browsers.
 
-use std::borrow::Cow;
-
 use log::debug;
 
-use crate::buf::Pool;
-use crate::core::{Link, Moved, Why};
+use crate::core::{Moved, Why};
 use crate::service::Verdict;
 use crate::service::chat::Leave;
 use crate::service::ws::{self, Decoder, Event, code};
 use crate::stats::OpenBy;
 
 use super::chat::{self, Me};
+use super::frames::frame_lines;
 use super::{Act, Input, Io, Protocol, Protocols};
 
 /// A WebSocket chat member (16 bytes).
@@ -149,7 +147,7 @@ impl Protocol for Ws {
         if self.pinged {
             io.link.deadline
         } else {
-            io.after(app.limits.ws_ping)
+            io.timeout(app.limits.ws_ping)
         }
     }
 
@@ -161,7 +159,7 @@ impl Protocol for Ws {
         }
         io.send(&ws::PING);
         self.pinged = true;
-        let when = io.after(app.limits.ws_ping);
+        let when = io.timeout(app.limits.ws_ping);
         io.set_deadline(when);
         Act::Continue
     }
@@ -185,26 +183,4 @@ impl Protocol for Ws {
     fn gauge<'a>(&self, open: &'a mut OpenBy) -> Option<&'a mut u64> {
         Some(&mut open.ws)
     }
-}
-
-/// Queues the hub's `bytes` (whole lines, each ending in `\n`) as one
-/// text frame per line. A TCP member may have sent bytes that are not
-/// UTF-8; a browser would fail the whole connection on them, so such a
-/// line goes out with U+FFFD in their place.
-pub(super) fn frame_lines(link: &mut Link, bytes: &[u8], pool: &mut Pool) {
-    for line in bytes.split_inclusive(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let text = match String::from_utf8_lossy(line) {
-            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-        };
-        let (head, n) = ws::text_header(text.len());
-        link.queue(&head[..n], pool);
-        link.queue(&text, pool);
-    }
-}
-
-/// The close frame a member dropped for not reading gets (1008).
-pub(super) fn close_policy() -> [u8; 4] {
-    ws::close_frame(code::POLICY)
 }

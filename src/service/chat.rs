@@ -41,7 +41,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Write as _;
 
-use super::{Outbox, Verdict};
+use super::answer::{Outbox, Verdict};
 
 /// The room every member starts in; it always exists (index 0).
 const LOBBY: u32 = 0;

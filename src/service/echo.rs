@@ -7,7 +7,7 @@
 //! (backpressure: memory stays flat with a client that never reads).
 //! After the client's FIN, the reactor sends what is left, then closes.
 
-use super::Verdict;
+use super::answer::Verdict;
 
 /// Echo's backpressure rule: take more input only while fewer than `cap`
 /// bytes wait to go back to the client.

@@ -6,7 +6,7 @@
 /// The bytes seed 000's server sends (no newline, exactly as the seed).
 pub const GREETING: &[u8] = b"Thank you for connecting";
 
-use super::Verdict;
+use super::answer::Verdict;
 
 /// What a greet connection does when it opens: send the greeting, then
 /// close once it is flushed. Input is never read (it would be discarded).

@@ -15,7 +15,7 @@
 //! after the data (`4\r\nSEE-THIS\r\n`) and malformed trailers. Errors are
 //! 400; chunk data beyond the budget (`max_body`) is 413.
 
-use super::HttpConfig;
+use super::config::HttpConfig;
 
 /// Longest chunk-size line (with extensions) we wait for.
 const MAX_CHUNK_LINE: usize = 4096;

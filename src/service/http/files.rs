@@ -29,10 +29,22 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::FileBody;
 use super::path::{Clean, encode_segment};
 use super::request::{Method, Request, content_length, trim};
 use super::response::{self, Conn, TEXT, clamp_time, content, finish, header, push_date, push_hex};
+
+/// A file body to send after the response head already in `out`: `len`
+/// bytes from `offset`. The loop reads it in bounded chunks (or uses
+/// `sendfile`), never whole. Never empty: a zero-length body is not returned.
+#[derive(Debug)]
+pub struct FileBody {
+    /// The open file (a regular file under the root, opened read-only).
+    pub file: File,
+    /// Where the bytes to send start.
+    pub offset: u64,
+    /// How many bytes to send.
+    pub len: u64,
+}
 
 /// Most entries a directory listing shows (the rest are left out).
 pub(crate) const MAX_LISTED: usize = 10_000;

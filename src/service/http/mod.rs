@@ -65,6 +65,7 @@
 //!   them in heads; a CR not followed by LF is always 400.
 
 mod body;
+mod config;
 mod files;
 mod path;
 mod request;
@@ -73,9 +74,8 @@ mod response;
 mod tests;
 mod upgrade;
 
-use std::fs::File;
-use std::path::PathBuf;
-
+pub use config::HttpConfig;
+pub use files::FileBody;
 /// Also the load generator's reading of responses (`src/bench/http.rs`).
 pub(crate) use request::content_length;
 pub use response::{DateCache, FIXED_MAX, canned, fixed_after_date, reason};
@@ -93,7 +93,7 @@ use self::body::{Chunked, Step, feed_length};
 use self::path::Clean;
 use self::request::{Framing, Method, Parsed, Request};
 use self::response::Conn;
-use super::Verdict;
+use super::answer::Verdict;
 
 /// The body of `GET /`.
 const HELLO: &[u8] = b"Hello, client!";
@@ -110,59 +110,6 @@ const HTML: &str = "text/html; charset=utf-8";
 
 /// Written before reading a body the client is waiting to send.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-
-/// What to serve and the limits on requests.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpConfig {
-    /// Directory whose files are served; `None`: only `/`, `/stats`,
-    /// `/metrics`, everything else is 404.
-    pub root: Option<PathBuf>,
-    /// Largest request body (declared or chunked) read and discarded;
-    /// more is 413. Chunked bodies are also capped at 4 GiB.
-    pub max_body: u64,
-    /// Longest request target, in bytes; more is 414.
-    pub max_target: usize,
-    /// Longest header line, in bytes; more is 431.
-    pub max_header_line: usize,
-    /// Most bytes of header lines in one head; more is 431.
-    pub max_headers_bytes: usize,
-    /// Most header lines in one head (clamped to 1..=128); more is 431.
-    pub max_headers: usize,
-    /// Most requests answered per [`HttpConn::input`] call (at least 1).
-    pub max_pipeline: usize,
-    /// Origins a browser may open `/ws` from (`https://example.org`);
-    /// empty: any. A client that sends no `Origin` is not a browser and
-    /// is always let in.
-    pub ws_origins: Vec<String>,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            root: None,
-            max_body: 1 << 20,
-            max_target: 8 * 1024,
-            max_header_line: 8 * 1024,
-            max_headers_bytes: 32 * 1024,
-            max_headers: 100,
-            max_pipeline: 16,
-            ws_origins: Vec::new(),
-        }
-    }
-}
-
-/// A file body to send after the response head already in `out`: `len`
-/// bytes from `offset`. The loop reads it in bounded chunks (or uses
-/// `sendfile`), never whole. Never empty: a zero-length body is not returned.
-#[derive(Debug)]
-pub struct FileBody {
-    /// The open file (a regular file under the root, opened read-only).
-    pub file: File,
-    /// Where the bytes to send start.
-    pub offset: u64,
-    /// How many bytes to send.
-    pub len: u64,
-}
 
 /// What only the loop knows, rendered on request.
 pub trait Site {

@@ -21,7 +21,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::HttpConfig;
+use super::config::HttpConfig;
 
 /// Header slots on the stack: `max_headers` is clamped to this.
 pub(crate) const HEADER_CAP: usize = 128;

@@ -4,7 +4,7 @@
 //! frames, `service::ws`); anything else gets the status that says what was
 //! wrong, and the connection closes.
 
-use super::HttpConfig;
+use super::config::HttpConfig;
 use super::request::{Framing, Method, Request};
 use super::response::{self, Conn};
 use crate::service::ws;
