@@ -118,6 +118,12 @@ impl Server {
             }
             info!("{n} event loops share these ports (SO_REUSEPORT)");
         }
+        // Every listener is open: each loop's share of the connections can
+        // be fitted under the open-files limit now, on this thread, so no
+        // loop opens an fd of its own after the server says it is ready.
+        for r in &mut server.loops {
+            r.fit_fd_limit();
+        }
         Ok(server)
     }
 

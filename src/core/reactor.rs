@@ -136,6 +136,8 @@ pub struct Reactor<A: App> {
     /// any look since the allocator last gave free memory back: once what is held has fallen well below it,
     /// a burst has ended, and the cron gives its memory back.
     held_peak: usize,
+    /// `max_conns` has been fitted to the open-files limit.
+    fitted: bool,
 }
 
 impl<A: App> Reactor<A> {
@@ -170,6 +172,7 @@ impl<A: App> Reactor<A> {
             loops,
             memory_check_at: MEMORY_STEP,
             held_peak: 0,
+            fitted: false,
         })
     }
 
@@ -217,12 +220,23 @@ impl<A: App> Reactor<A> {
         self.waker.clone()
     }
 
+    /// Fits this loop's share of `max_conns` under the open-files limit,
+    /// counting the fds open now (so call it once the listeners are open;
+    /// `run` does, if it was not done). A server with several loops does it
+    /// for all of them before it says it is ready, since counting the open
+    /// fds opens one for a moment.
+    pub fn fit_fd_limit(&mut self) {
+        if !self.fitted {
+            self.fitted = true;
+            clamp_max_conns(&mut self.core.limits, self.loops);
+        }
+    }
+
     /// Runs until shutdown completes (or is cut short by a second signal);
     /// returns the app and the counters.
     pub fn run(mut self) -> Result<Ended<A>> {
         let mut events = Events::with_capacity(EVENT_BATCH);
-        // Clamped now that the listeners are open, so their fds count.
-        clamp_max_conns(&mut self.core.limits, self.loops);
+        self.fit_fd_limit();
         self.core.clock.tick();
         self.next_cron = self.core.now() + CRON_MS;
         loop {
