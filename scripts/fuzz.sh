@@ -30,7 +30,7 @@ seconds=${1:-60}
 shift || true
 [[ $seconds =~ ^[0-9]+$ ]] || die "SECONDS must be a number, got '$seconds'"
 targets=("$@")
-((${#targets[@]})) || targets=(http_request chat_line path_normalise ws_frame)
+((${#targets[@]})) || targets=(http_request chat_line path_normalise ws_frame resp)
 
 # Pinned so a new cargo-fuzz cannot change CI's behaviour unannounced.
 cargo_fuzz_version=0.13.2

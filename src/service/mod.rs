@@ -1,8 +1,8 @@
 //! The services: protocol logic as sans-I/O state machines.
 //!
 //! Nothing in this module touches a socket. Each service takes bytes that
-//! arrived and says what to send and whether to close; the reactor
-//! (`src/reactor/`) moves the bytes. That split keeps every protocol
+//! arrived and says what to send and whether to close; the protocols on
+//! the loop (`src/proto/`) move the bytes. That split keeps every protocol
 //! testable in memory, byte by byte, and keeps the loop readable.
 
 mod answer;
@@ -10,6 +10,7 @@ pub mod chat;
 pub mod echo;
 pub mod greet;
 pub mod http;
+pub mod resp;
 pub mod ws;
 
 pub use answer::{Outbox, Verdict};
