@@ -6,6 +6,7 @@
 //! testable in memory, byte by byte, and keeps the loop readable.
 
 mod answer;
+pub mod bus;
 pub mod chat;
 pub mod echo;
 pub mod greet;
