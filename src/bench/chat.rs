@@ -612,7 +612,7 @@ mod tests {
         let mut got = Vec::new();
         let mut d = crate::service::ws::Decoder::default();
         let kept = d
-            .feed(&mut f, 4096, |e| {
+            .feed(&mut f, crate::service::ws::Accept::text(4096), |e| {
                 if let crate::service::ws::Event::Text(t) = e {
                     got.push(t.to_vec());
                 }

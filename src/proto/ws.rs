@@ -15,7 +15,7 @@ use crate::buf::Pool;
 use crate::core::{Link, Moved, Why};
 use crate::service::Verdict;
 use crate::service::chat::Leave;
-use crate::service::ws::{self, Decoder, Event, code};
+use crate::service::ws::{self, Accept, Decoder, Event, code};
 use crate::stats::OpenBy;
 
 use super::chat::{self, Me};
@@ -70,6 +70,9 @@ impl Ws {
                     Err(chat::Dropped) => Some(End::Dropped),
                 }
             }
+            // The decoder refuses binary here (`Accept::text`): chat lines
+            // are text.
+            Event::Binary(_) => Some(End::Failed(code::UNSUPPORTED)),
             Event::Ping(payload) => {
                 let mut pong = Vec::with_capacity(2 + payload.len());
                 ws::pong(payload, &mut pong);
@@ -97,9 +100,9 @@ impl Protocol for Ws {
     /// close handshake. Stops between frames once the output is full.
     fn input(&mut self, input: &mut Input<'_>, io: &mut Io<'_>, app: &mut Protocols) -> Act {
         let mut decoder = self.decoder.take().map_or_else(Decoder::default, |d| *d);
-        let max = app.limits.max_line;
+        let accept = Accept::text(app.limits.max_line);
         let mut end = None;
-        let fed = decoder.feed(input.data_mut(), max, |event| {
+        let fed = decoder.feed(input.data_mut(), accept, |event| {
             end = self.event(event, io, app);
             end.is_none() && !io.full()
         });
