@@ -63,7 +63,7 @@ pub struct ServeArgs {
     /// Echo on a Unix stream socket at PATH (a stale socket file is replaced)
     #[arg(long, value_name = "PATH")]
     pub unix: Option<PathBuf>,
-    /// HTTP/1.1: "Hello, client!" at /, counters at /stats and /metrics, the browser chat at /chat (WebSocket /ws), a live /dashboard [default: 127.0.0.1:8000]
+    /// HTTP/1.1: "Hello, client!" at /, counters at /stats and /metrics, the browser chat at /chat (WebSocket /ws), a WebSocket echo at /ws/echo, a live /dashboard [default: 127.0.0.1:8000]
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
     /// HTTP over TLS (HSTS, ALPN http/1.1); needs --tls-cert and --tls-key [not in the defaults]
@@ -97,6 +97,9 @@ pub struct ServeArgs {
     /// WebSocket: ping a member silent this long; close it if silent as long again (0: never)
     #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
     pub ws_ping: Duration,
+    /// WebSocket echo (/ws/echo): the largest message, fragments counted together (more: close 1009)
+    #[arg(long, value_name = "BYTES", default_value = "1m", value_parser = parse_size)]
+    pub ws_max_message: usize,
     /// Most open connections; past it a client gets one error line and is closed
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_conns: usize,
@@ -166,6 +169,7 @@ impl ServeArgs {
             keepalive_timeout: self.keepalive_timeout,
             max_line: self.max_line,
             ws_ping: self.ws_ping,
+            ws_max_message: self.ws_max_message,
             output_cap: self.output_cap,
             max_client_memory: self.max_client_memory.unwrap_or(defaults.max_client_memory),
             chat_output_hard: self.chat_output_hard,
@@ -250,5 +254,20 @@ mod tests {
         assert!(cfg.echo.is_some());
         assert!(cfg.greet.is_none() && cfg.udp.is_none() && cfg.chat.is_none());
         assert_eq!(cfg.limits.max_conns, 7);
+    }
+
+    #[test]
+    fn ws_max_message_is_a_size_defaulting_to_1_mib() {
+        let parse = |extra: &[&str]| {
+            let args = [&["reactor", "serve", "--http", "127.0.0.1:0"], extra].concat();
+            let Command::Serve(a) = Cli::parse_from(args).command else {
+                panic!("not serve")
+            };
+            a.to_config().limits
+        };
+        assert_eq!(parse(&[]).ws_max_message, 1 << 20);
+        let l = parse(&["--ws-max-message", "16m"]);
+        assert_eq!(l.ws_max_message, 16 << 20);
+        assert_eq!(l.max_line, 4096, "the chat's limit is apart");
     }
 }

@@ -83,6 +83,10 @@ pub struct Limits {
     /// WebSocket: a member silent this long is pinged; silent as long
     /// again after the ping, it is closed (zero: never).
     pub ws_ping: Duration,
+    /// WebSocket echo (`/ws/echo`): the largest message, its fragments
+    /// counted together (more: close 1009). It is reassembled in the
+    /// connection's input buffer, and so counts against the memory caps.
+    pub ws_max_message: usize,
     /// Output a connection may have unsent before the server stops using
     /// (and then reading) its input, whatever its protocol: a peer that
     /// sends without reading makes the server hold at most this plus one
@@ -120,6 +124,7 @@ impl Default for Limits {
             keepalive_timeout: Duration::from_secs(60),
             max_line: 4096,
             ws_ping: Duration::from_secs(30),
+            ws_max_message: 1 << 20,
             output_cap: 64 * 1024,
             max_client_memory: crate::core::bound_default(),
             chat_output_hard: 1024 * 1024,

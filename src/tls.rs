@@ -47,8 +47,12 @@ const INCOMING_CAP: usize = 2 * CHUNK;
 /// The caller's buffer is "full enough" past this: stop decrypting, say
 /// "not drained", and let the service consume first.
 const PLAIN_ENOUGH: usize = CHUNK / 2;
-/// Rounds of process/read in one call before giving up on a peer whose
-/// bytes make no progress (cannot happen with a sane rustls; never spin).
+/// Rounds of process/read in one call, in a row, that use no incoming
+/// byte before giving up on a peer whose bytes make no progress (cannot
+/// happen with a sane rustls; never spin). Rounds that use bytes do not
+/// count: a peer may send hundreds of tiny records in one read (a
+/// WebSocket client writing 64-byte frames one record each), and their
+/// number is bounded by the `INCOMING_CAP` bytes they came in.
 const MAX_ROUNDS: usize = 64;
 
 /// The ALPN protocol the HTTPS listener offers.
@@ -412,7 +416,8 @@ impl TlsStream {
     /// in `outgoing`. Returns the plaintext bytes encrypted (`Encrypt`).
     fn turn(&mut self, mut want: Want<'_>, pool: &mut Pool) -> io::Result<usize> {
         let mut empty = [0u8; 0];
-        for _ in 0..MAX_ROUNDS {
+        let mut idle_rounds = 0;
+        while idle_rounds < MAX_ROUNDS {
             let TlsStream {
                 conn,
                 incoming,
@@ -499,6 +504,11 @@ impl TlsStream {
             if stop {
                 return Ok(done);
             }
+            idle_rounds = if discard + extra > 0 {
+                0
+            } else {
+                idle_rounds + 1
+            };
         }
         Err(io::Error::other("tls: state machine makes no progress"))
     }

@@ -530,6 +530,79 @@ fn ws_against_a_plain_page_is_a_status_error() {
     assert_eq!(r.m.rec.errors.get(Kind::Status), 2, "{:?}", r.m.rec.errors);
 }
 
+/// Promise: `bench ws --echo` upgrades every connection, pipelines
+/// messages of the given size and kind, and every answer is checked:
+/// against our own `/ws/echo` nothing fails, and every message it counted
+/// was one we sent.
+#[test]
+fn own_ws_echo_text_and_binary_every_answer_checked() {
+    let mut cfg = Config::empty();
+    cfg.http = Some("127.0.0.1:0".parse().unwrap());
+    let (handle, server) = own(cfg);
+    let url = format!("ws://{}/ws/echo", server.local_addr(Service::Http).unwrap());
+    let t = thread::spawn(move || server.run());
+    let mut answered = 0;
+    for extra in [&["--size", "64"][..], &["--size", "70000", "--binary"]] {
+        let mut args = vec![
+            "ws", &url, "--echo", "-c", "4", "--depth", "4", "-d", "0.3", "-q",
+        ];
+        args.extend_from_slice(extra);
+        let r = bench(&args);
+        assert_eq!(r.m.rec.errors.total(), 0, "{extra:?}: {:?}", r.m.rec.errors);
+        assert!(r.m.rec.requests > 10, "{extra:?}: {}", r.m.rec.requests);
+        answered += r.m.rec.requests;
+    }
+    // The counters are published ten times a second: wait (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut stats = handle.stats();
+    while stats.ws_messages < answered && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+        stats = handle.stats();
+    }
+    handle.shutdown();
+    t.join().unwrap().unwrap();
+    assert_eq!(stats.ws_upgrades, 8, "{stats:?}");
+    assert!(
+        stats.ws_messages >= answered,
+        "{stats:?} for {answered} answers"
+    );
+}
+
+/// A WebSocket "echo" on `s` that answers the upgrade with 101, then
+/// sends each 64-byte text message back with its last byte changed.
+fn corrupting_ws_echo(mut s: TcpStream) {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read_exact(&mut b).is_err() {
+            return;
+        }
+        head.push(b[0]);
+    }
+    let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
+    // A client text frame of 64 bytes: 2 header bytes, a 4-byte mask.
+    let mut frame = [0u8; 70];
+    while s.read_exact(&mut frame).is_ok() {
+        assert_eq!(frame[..2], [0x81, 0x80 | 64], "a masked 64-byte text frame");
+        let mut out = vec![0x81, 64];
+        out.extend((0..64).map(|i| frame[6 + i] ^ frame[2 + i % 4]));
+        out[65] ^= 1;
+        if s.write_all(&out).is_err() {
+            return;
+        }
+    }
+}
+
+/// Promise: `bench ws --echo` checks every byte: a server that changes one
+/// byte of each echo gets nothing but verify errors.
+#[test]
+fn ws_echo_corruption_is_verify_errors() {
+    let url = format!("ws://{}/ws/echo", serve(corrupting_ws_echo));
+    let r = bench(&["ws", &url, "--echo", "-c", "2", "-d", "0.3", "-q"]);
+    assert!(r.m.rec.errors.get(Kind::Verify) > 0, "{:?}", r.m.rec.errors);
+    assert_eq!(r.m.rec.requests, 0, "a corrupted echo counted as answered");
+}
+
 /// The sibling modules `src` (one file of `src/bench/`, its tests cut
 /// off) names through `super::`: `use super::{a, b::c}`, `super::a::f()`.
 /// A name that is not a module of `mods` (an item of `mod.rs`) counts as
@@ -1166,6 +1239,22 @@ fn wss_fan_out_against_our_own_server() {
     ]);
     assert_fan_out_complete(&r);
     assert_eq!(r.m.rec.handshake.len(), 10);
+}
+
+/// Promise: `bench ws --echo` runs over TLS (`wss://`) against our own
+/// HTTPS port.
+#[test]
+fn wss_echo_against_our_own_server() {
+    let s = TlsServer::start("wss-echo");
+    let cert = s.cert();
+    let url = format!("wss://localhost:{}/ws/echo", s.https.port());
+    let r = bench(&[
+        "ws", &url, "--echo", "--cacert", &cert, "-c", "4", "--depth", "2", "--size", "20k", "-d",
+        "0.3", "-q",
+    ]);
+    assert_eq!(r.m.rec.errors.total(), 0, "{:?}", r.m.rec.errors);
+    assert!(r.m.rec.requests > 10);
+    assert_eq!(r.m.rec.handshake.len(), 4);
 }
 
 /// Promise: bodies reach the server whole: `--body`, `--body-file` (a

@@ -136,6 +136,8 @@ enum Hog {
     WsChat,
     /// WebSocket: pings with 125-byte payloads (each is answered).
     WsPing,
+    /// WebSocket echo: binary messages of `WS_ECHO_MESSAGE` bytes.
+    WsEcho,
     /// Echo over TLS.
     TlsEcho,
     /// HTTPS: pipelined requests.
@@ -143,16 +145,21 @@ enum Hog {
 }
 
 /// Every kind, in the order the proof runs them.
-const HOGS: [Hog; 8] = [
+const HOGS: [Hog; 9] = [
     Hog::Echo,
     Hog::Chat,
     Hog::KeepAlive,
     Hog::Pipelined,
     Hog::WsChat,
     Hog::WsPing,
+    Hog::WsEcho,
     Hog::TlsEcho,
     Hog::Https,
 ];
+
+/// The size of a WebSocket echo hog's messages: a quarter of the default
+/// `--ws-max-message`, so the bound is about messages, not the output cap.
+const WS_ECHO_MESSAGE: usize = 256 << 10;
 
 /// Most bytes a hog sends: far past any cap, so a server that did not
 /// stop it would show it in its memory.
@@ -172,7 +179,23 @@ fn bound(hog: Hog) -> u64 {
         // The same, plus TLS's own buffers (32 KiB of records read ahead,
         // one record written ahead) and its state (about 4 KiB).
         Hog::TlsEcho | Hog::Https => 240 << 10,
+        // No new message while the output is at its cap: the cap plus one
+        // message (and its header) queued, and one message being
+        // reassembled plus one read, each in storage rounded up to a
+        // power of two (512 KiB + 512 KiB for 256 KiB messages); 32 KiB
+        // for the decoder's state and the allocator's rounding.
+        Hog::WsEcho => ws_echo_bound(64 << 10, WS_ECHO_MESSAGE as u64) + (32 << 10),
     }
+}
+
+/// What `docs/LIMITS.md` says a WebSocket echo connection that never
+/// reads can make the server hold, with an output cap of `cap` and
+/// messages of `m` bytes: the output (the cap, less a byte, plus one
+/// message and its 10-byte header) and the input (one message and its
+/// 14-byte header, plus the 16 KiB a read makes room for), each rounded
+/// up to a power of two.
+fn ws_echo_bound(cap: u64, m: u64) -> u64 {
+    (cap + m + 10).next_power_of_two() + (m + 14 + (16 << 10)).next_power_of_two()
 }
 
 /// What the server may hold beside its connections, and what a freed
@@ -278,10 +301,12 @@ fn hog_socket(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// The WebSocket handshake on `s` (answered 101, read to its end).
-fn ws_handshake(s: &mut TcpStream) {
-    s.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+/// The WebSocket handshake to `path` on `s` (answered 101, read to its
+/// end).
+fn ws_handshake(s: &mut TcpStream, path: &str) {
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     )
     .unwrap();
@@ -300,9 +325,19 @@ fn ws_handshake(s: &mut TcpStream) {
 
 /// A masked client frame with `opcode` and `payload`.
 fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() <= 125);
     let mask = [1u8, 2, 3, 4];
-    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    let mut f = vec![0x80 | opcode];
+    match payload.len() {
+        n if n <= 125 => f.push(0x80 | n as u8),
+        n if n <= 0xFFFF => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
     f.extend_from_slice(&mask);
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     f
@@ -338,9 +373,14 @@ fn connect_hog(t: &Target, hog: Hog) -> (Pipe, Vec<u8>) {
             b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
         ),
         Hog::Pipelined => (Pipe::Tcp(hog_socket(addr("http"))), pipelined),
+        Hog::WsEcho => {
+            let mut s = hog_socket(addr("http"));
+            ws_handshake(&mut s, "/ws/echo");
+            (Pipe::Tcp(s), ws_frame(2, &[b'w'; WS_ECHO_MESSAGE]))
+        }
         Hog::WsChat | Hog::WsPing => {
             let mut s = hog_socket(addr("http"));
-            ws_handshake(&mut s);
+            ws_handshake(&mut s, "/ws");
             let block = if hog == Hog::WsChat {
                 ws_frame(1, b"/help").repeat(1000)
             } else {

@@ -212,6 +212,31 @@ fn echo_is_byte_exact_under_random_fragmentation() {
     still_serves(&t);
 }
 
+/// A thousand one-byte records in one write (a client that writes each
+/// small message as its own record, as a WebSocket client writing 64-byte
+/// fragments does): every round of the server's TLS state machine uses one
+/// record, and all of them must be used, however many there are in a read.
+/// (With a cap on rounds per read, not only on rounds that used nothing,
+/// the connection failed as "makes no progress".)
+#[test]
+fn a_burst_of_tiny_records_is_all_echoed() {
+    let t = setup("tiny-records", |_| {});
+    let mut c = connect(&t.client, t.echo);
+    let msg: Vec<u8> = (0..1000).map(|i| b'a' + (i % 26) as u8).collect();
+    for b in &msg {
+        c.conn.writer().write_all(std::slice::from_ref(b)).unwrap();
+    }
+    let mut wire = Vec::new();
+    while c.conn.wants_write() {
+        c.conn.write_tls(&mut wire).unwrap();
+    }
+    assert!(wire.len() > 20 * msg.len(), "not one record per byte");
+    c.sock.write_all(&wire).unwrap();
+    assert!(read_n(&mut c, msg.len()) == msg, "echo differs");
+    drop(c);
+    still_serves(&t);
+}
+
 /// The client's last handshake flight and 12 KiB of data in one write:
 /// the server decrypts the data before rustls reports the handshake done,
 /// and must still send the echo once it is (the turn writes after reading).

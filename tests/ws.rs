@@ -1,6 +1,8 @@
 //! WebSocket on the HTTP service: the handshake and its refusals, frames
 //! and close codes on a real socket, browser and TCP members in one room,
-//! keep-alive pings, slow members and shutdown.
+//! keep-alive pings, slow members and shutdown; the echo endpoint
+//! (`/ws/echo`): messages back unchanged, its limit, its close codes, its
+//! pings and shutdown.
 
 mod util;
 
@@ -144,8 +146,13 @@ impl Ws {
     }
 
     fn open(addr: SocketAddr) -> Ws {
+        Ws::open_at(addr, "/ws")
+    }
+
+    /// A connection to the endpoint at `path`, handshake done.
+    fn open_at(addr: SocketAddr, path: &str) -> Ws {
         let mut s = connect(addr);
-        s.write_all(upgrade_request(GOOD).as_bytes()).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n{GOOD}\r\n").unwrap();
         let (status, h) = read_head(&mut s);
         assert_eq!(status, 101);
         assert_eq!(header(&h, "sec-websocket-accept"), Some(ACCEPT));
@@ -645,4 +652,250 @@ fn chat_and_dashboard_pages_are_served() {
     ] {
         assert!(body.contains(field), "{field} not in {body}");
     }
+}
+
+// ------------------------------------------------------------ echo
+
+/// A binary message of `n` bytes, every value.
+fn binary_payload(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 % 256) as u8).collect()
+}
+
+/// Promise: `/ws/echo` sends every text and binary message back
+/// unchanged, in order, one frame each, whatever the fragmentation, and
+/// answers pings between fragments; it is not a chat member.
+#[test]
+fn echo_sends_every_message_back_unchanged() {
+    let site = start_site(|_| {});
+    let mut ws = Ws::open_at(site.http, "/ws/echo");
+    let big = binary_payload(70_000);
+    ws.send(&text("hello ☃"));
+    ws.send(&frame(true, 2, &binary_payload(256), true));
+    ws.send(&frame(true, 1, b"", true));
+    ws.send(&frame(true, 2, &big, true));
+    for (opcode, payload) in [
+        (1, "hello ☃".as_bytes().to_vec()),
+        (2, binary_payload(256)),
+        (1, Vec::new()),
+        (2, big.clone()),
+    ] {
+        assert_eq!(ws.recv(), Frame { opcode, payload });
+    }
+    // Fragments with a ping between them, byte by byte: one message back,
+    // after the pong.
+    let mut parts = frame(false, 2, &big[..1000], true);
+    parts.extend(frame(true, 9, b"still there?", true));
+    parts.extend(frame(false, 0, &big[1000..3000], true));
+    parts.extend(frame(true, 0, &big[3000..3001], true));
+    for byte in parts {
+        ws.send(&[byte]);
+    }
+    assert_eq!(
+        ws.recv(),
+        Frame {
+            opcode: 10,
+            payload: b"still there?".to_vec()
+        }
+    );
+    assert_eq!(
+        ws.recv(),
+        Frame {
+            opcode: 2,
+            payload: big[..3001].to_vec()
+        }
+    );
+    // A thousand messages in one write come back in order.
+    let burst: Vec<u8> = (0..1000).flat_map(|i| text(&format!("m{i}"))).collect();
+    ws.send(&burst);
+    for i in 0..1000 {
+        assert_eq!(ws.recv().text(), format!("m{i}"));
+    }
+    site.srv.wait_stats("counted, in no room", TIMEOUT, |s| {
+        s.ws_upgrades == 1 && s.ws_messages == 1005 && s.open_by.ws == 0
+    });
+    ws.send(&frame(true, 8, &1000u16.to_be_bytes(), true));
+    assert_eq!(ws.close_code(), Some(1000));
+    ws.expect_eof();
+}
+
+/// Promise: the echo endpoint's handshake is the chat's: the same
+/// refusals and origin check; a browser's `permessage-deflate` offer is
+/// declined by a 101 without `Sec-WebSocket-Extensions`, and frames then
+/// flow uncompressed.
+#[test]
+fn echo_handshake_checks_the_origin_and_declines_deflate() {
+    let site = start_site(|cfg| cfg.http_config.ws_origins = vec!["https://ok.example".into()]);
+    let req = |extra: &str| format!("GET /ws/echo HTTP/1.1\r\nHost: t\r\n{extra}\r\n");
+    for (what, r, want) in [
+        ("plain GET", req(""), 426),
+        (
+            "foreign origin",
+            req(&format!("{GOOD}Origin: https://evil.example\r\n")),
+            403,
+        ),
+    ] {
+        let mut s = connect(site.http);
+        s.write_all(r.as_bytes()).unwrap();
+        assert_eq!(read_head(&mut s).0, want, "{what}");
+        let (_, end) = read_to_end(&mut s, what);
+        assert_eq!(end, End::Eof, "{what}: not closed");
+    }
+    // What Chromium and Firefox send.
+    let offer = "Origin: https://ok.example\r\n\
+                 Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    let mut s = connect(site.http);
+    s.write_all(req(&format!("{GOOD}{offer}")).as_bytes())
+        .unwrap();
+    let (status, h) = read_head(&mut s);
+    assert_eq!(status, 101);
+    assert_eq!(header(&h, "sec-websocket-accept"), Some(ACCEPT));
+    assert_eq!(header(&h, "sec-websocket-extensions"), None, "{h:?}");
+    let mut ws = Ws::over(s);
+    ws.send(&text("plain"));
+    assert_eq!(ws.recv().text(), "plain");
+    // A compressed frame (RSV1) after the refusal breaks the protocol.
+    let mut f = text("x");
+    f[0] |= 0x40;
+    ws.send(&f);
+    assert_eq!(ws.close_code(), Some(1002));
+    ws.expect_eof();
+}
+
+/// Promise: a message of exactly `--ws-max-message` (here its 1 MiB
+/// default) is echoed whole, in one frame or in fragments; one byte more
+/// closes with 1009, judged from the header.
+#[test]
+fn echo_takes_the_max_message_whole_and_closes_1009_one_byte_over() {
+    let site = start_site(|_| {});
+    let max = reactor::config::Limits::default().ws_max_message;
+    assert_eq!(max, 1 << 20);
+    let msg = binary_payload(max);
+    let mut ws = Ws::open_at(site.http, "/ws/echo");
+    ws.send(&frame(true, 2, &msg, true));
+    let got = ws.recv();
+    assert!(got.opcode == 2 && got.payload == msg, "1 MiB in one frame");
+    let mut frags = Vec::new();
+    for (i, part) in msg.chunks(1000).enumerate() {
+        let last = (i + 1) * 1000 >= max;
+        frags.extend(frame(last, if i == 0 { 2 } else { 0 }, part, true));
+    }
+    ws.send(&frags);
+    let got = ws.recv();
+    assert!(got.opcode == 2 && got.payload == msg, "1 MiB in fragments");
+    // One byte over, in one frame: the server reads the header, says 1009
+    // and discards the rest while it lingers.
+    let over = frame(true, 1, &vec![b'o'; max + 1], true);
+    let mut w = ws.s.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let _ = w.write_all(&over);
+    });
+    assert_eq!(ws.close_code(), Some(1009));
+    ws.expect_eof();
+    writer.join().unwrap();
+    // One byte over across fragments: the fragment that crosses fails.
+    let mut ws = Ws::open_at(site.http, "/ws/echo");
+    ws.send(&frame(false, 2, &msg[..max / 2], true));
+    ws.send(&frame(false, 0, &msg[max / 2..], true));
+    ws.send(&frame(true, 0, b"+", true)[..6]); // its header only
+    assert_eq!(ws.close_code(), Some(1009));
+    ws.expect_eof();
+}
+
+/// Promise: the echo endpoint's close codes are the codec's: invalid
+/// UTF-8 in text 1007 (binary is not checked), protocol errors 1002; a
+/// close is answered in kind.
+#[test]
+fn echo_closes_with_the_codecs_codes() {
+    let site = start_site(|_| {});
+    for (what, bytes, want) in [
+        ("invalid UTF-8", frame(true, 1, b"ok\xFF", true), Some(1007)),
+        ("unmasked", frame(true, 2, b"hi", false), Some(1002)),
+        ("continuation first", frame(true, 0, b"x", true), Some(1002)),
+        ("opcode 3", frame(true, 3, b"", true), Some(1002)),
+        (
+            "close 4000",
+            frame(true, 8, &4000u16.to_be_bytes(), true),
+            Some(4000),
+        ),
+        ("close without a code", frame(true, 8, b"", true), None),
+    ] {
+        let mut ws = Ws::open_at(site.http, "/ws/echo");
+        ws.send(&frame(true, 2, b"\xFF\xFE", true));
+        assert_eq!(
+            ws.recv().payload,
+            b"\xFF\xFE",
+            "{what}: binary is not UTF-8-checked"
+        );
+        ws.send(&bytes);
+        assert_eq!(ws.close_code(), want, "{what}");
+        ws.expect_eof();
+    }
+    site.srv.wait_stats("all closed", TIMEOUT, |s| s.open == 0);
+}
+
+/// Promise: a silent echo connection is pinged after `ws_ping`, and
+/// closed if it stays silent as long again; on shutdown an echo
+/// connection gets 1001.
+#[test]
+fn echo_is_pinged_when_silent_and_told_on_shutdown() {
+    let site = start_site(|cfg| cfg.limits.ws_ping = Duration::from_millis(300));
+    let mut live = Ws::open_at(site.http, "/ws/echo");
+    let mut dead = Ws::open_at(site.http, "/ws/echo");
+    let ping = live.recv();
+    assert_eq!(ping.opcode, 9, "{ping:?}");
+    live.send(&frame(true, 10, &ping.payload, true));
+    assert_eq!(dead.recv().opcode, 9);
+    match dead.try_recv() {
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => {}
+        other => panic!("a silent connection after its ping: {other:?}"),
+    }
+    site.srv
+        .wait_stats("one timed out", TIMEOUT, |s| s.timeouts >= 1 && s.open == 1);
+    let Site { srv, .. } = site;
+    let stopper = thread::spawn(move || srv.stop(TIMEOUT));
+    assert_eq!(live.close_code(), Some(1001));
+    live.expect_eof();
+    stopper.join().unwrap();
+}
+
+/// Promise: a message being reassembled counts against
+/// `--max-client-memory`: with a 4 MiB cap and 16 MiB messages allowed,
+/// a client halfway through a 12 MiB message is evicted once its input
+/// passes the cap; another echo connection is still served.
+#[test]
+fn a_message_being_reassembled_counts_against_the_memory_cap() {
+    let site = start_site(|cfg| {
+        cfg.limits.max_client_memory = 4 << 20;
+        cfg.limits.ws_max_message = 16 << 20;
+    });
+    let mut small = Ws::open_at(site.http, "/ws/echo");
+    let mut big = Ws::open_at(site.http, "/ws/echo");
+    let mut f = frame(true, 2, &binary_payload(12 << 20), true);
+    f.truncate(f.len() / 2); // 6 MiB of it: never a whole message
+    let mut w = big.s.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        // The server stops reading it, then drops it: both end the write.
+        let _ = w.write_all(&f);
+    });
+    site.srv
+        .wait_stats("the big one evicted", TIMEOUT, |s| s.evicted == 1);
+    match big.try_recv() {
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
+            ),
+            "{e}"
+        ),
+        Ok(f) => panic!("an evicted connection got {f:?}"),
+    }
+    writer.join().unwrap();
+    small.send(&text("still here"));
+    assert_eq!(small.recv().text(), "still here");
+    let stats = site.srv.stats();
+    assert!(
+        stats.client_memory < 4 << 20,
+        "held {} after the eviction",
+        stats.client_memory
+    );
 }

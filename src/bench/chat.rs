@@ -19,6 +19,7 @@ use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 
 use super::cli::{ChatArgs, Common, WsArgs};
+use super::echo::{self, client_frame_op};
 use super::kind::{self, Kind};
 use super::net;
 use super::record::Recorder;
@@ -109,7 +110,8 @@ pub fn bench(a: &ChatArgs) -> crate::Result<Report> {
 }
 
 /// Runs the chat workload over WebSocket (`reactor bench ws URL`): `ws://`,
-/// or `wss://` (TLS, ALPN `http/1.1`).
+/// or `wss://` (TLS, ALPN `http/1.1`); with `--echo`, the echo workload
+/// (`echo::bench_ws`) against an echo endpoint instead.
 pub fn bench_ws(a: &WsArgs) -> crate::Result<Report> {
     let as_http =
         |scheme: &str, http: &str| a.url.strip_prefix(scheme).map(|r| format!("{http}{r}"));
@@ -126,6 +128,14 @@ pub fn bench_ws(a: &WsArgs) -> crate::Result<Report> {
         true => Some(Tls::new(&a.tls_opts, &url.host, &[b"http/1.1"])?),
         false => None,
     };
+    if a.echo {
+        let target = echo::WsTarget {
+            addr: url.addr,
+            upgrade: upgrade.into_bytes(),
+            tls,
+        };
+        return echo::bench_ws(a, target);
+    }
     let room = Room {
         addr: url.addr,
         senders: a.senders,
@@ -540,21 +550,6 @@ fn client_frame(text: &[u8], out: &mut Vec<u8>) {
     client_frame_op(0x1, text, out);
 }
 
-/// Appends a masked, final client frame with `opcode` and `payload`.
-fn client_frame_op(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
-    const MASK: [u8; 4] = [0x3C, 0x9A, 0x51, 0xE7];
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n if n <= 125 => out.push(0x80 | n as u8),
-        n => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n.min(0xFFFF) as u16).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    out.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, k)| b ^ k));
-}
-
 /// Handles `m.partial[a..b]`, one line; returns 1 for a measured delivery.
 fn on_line(m: &mut Member, a: usize, b: usize, rec: &mut Recorder, now: u64, from: u64) -> u64 {
     match classify(&m.partial[a..b]) {
@@ -612,7 +607,7 @@ mod tests {
         let mut got = Vec::new();
         let mut d = crate::service::ws::Decoder::default();
         let kept = d
-            .feed(&mut f, 4096, |e| {
+            .feed(&mut f, crate::service::ws::Accept::text(4096), |e| {
                 if let crate::service::ws::Event::Text(t) = e {
                     got.push(t.to_vec());
                 }

@@ -29,7 +29,9 @@ pub enum BenchCommand {
     Udp(UdpArgs),
     /// Line chat: K members, S senders; fan-out latency, loss and order per receiver.
     Chat(ChatArgs),
-    /// WebSocket chat (ws://host:port/ws): the chat workload with browser-like members.
+    /// WebSocket chat (ws://host:port/ws): the chat workload with browser-like
+    /// members; with --echo, messages to an echo endpoint (ws://host:port/ws/echo),
+    /// every byte of every answer checked.
     Ws(WsArgs),
     /// Connections per second: connect, read the greeting until EOF, close.
     Connect(ConnectArgs),
@@ -305,6 +307,19 @@ pub struct WsArgs {
     /// Members that send (the first S of the -c members); all receive
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub senders: usize,
+    /// Echo instead of chat: each connection sends messages of --size bytes
+    /// (--depth in flight) and checks that each comes back unchanged
+    #[arg(long, conflicts_with = "senders")]
+    pub echo: bool,
+    /// --echo: bytes per message
+    #[arg(long, value_name = "BYTES", default_value = "64", value_parser = parse_size, requires = "echo")]
+    pub size: usize,
+    /// --echo: messages in flight per connection (pipelining)
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "echo")]
+    pub depth: usize,
+    /// --echo: binary messages (default: text)
+    #[arg(long, requires = "echo")]
+    pub binary: bool,
     /// TLS settings (wss://).
     #[command(flatten)]
     pub tls_opts: TlsOpts,

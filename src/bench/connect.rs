@@ -65,6 +65,7 @@ pub fn bench(a: &ConnectArgs) -> crate::Result<Report> {
         },
         tls,
         hang_up: a.tls,
+        upgrade: None,
     };
     let m = driver::drive(spec, c)?;
     let config = json!({ "tls": a.tls, "resume": a.tls && !a.tls_opts.no_resume });

@@ -8,6 +8,10 @@
 //! `WouldBlock`, a non-blocking connect checked with `take_error` and
 //! `peer_addr`, then the TLS handshake driven by the same events.
 //!
+//! A WebSocket workload (`bench ws --echo`) sends an upgrade request once
+//! a connection is up (after TLS), and the connection is open for requests
+//! only once the server answered 101 (before time zero, like a connect).
+//!
 //! Requests come from a list taken round-robin ([`Request`]: a head and a
 //! body shared by every request that sends it). Nothing is copied or
 //! allocated per request: each connection keeps a queue of the requests
@@ -146,6 +150,10 @@ pub struct Spec<P> {
     /// `close_notify`) and wait for the server to close: the cycle of
     /// `connect --tls`.
     pub hang_up: bool,
+    /// WebSocket: this upgrade request goes first on every connection,
+    /// which opens once the server answers 101 (anything else is a
+    /// `status` error).
+    pub upgrade: Option<Arc<[u8]>>,
 }
 
 /// A request awaiting its answer.
@@ -168,8 +176,21 @@ enum State {
     Connecting,
     /// Connected; the TLS handshake runs.
     Handshaking,
+    /// The WebSocket upgrade is sent; its 101 is awaited.
+    Upgrading,
     /// Requests flow.
     Open,
+}
+
+impl State {
+    /// True while the connection is on its way to open: connecting, in
+    /// its TLS handshake, or awaiting its upgrade's 101.
+    fn setting_up(self) -> bool {
+        matches!(
+            self,
+            State::Connecting | State::Handshaking | State::Upgrading
+        )
+    }
 }
 
 /// One client connection.
@@ -196,6 +217,8 @@ struct Conn<P> {
     since: u64,
     /// Index of this connection across all threads (source address choice).
     global: usize,
+    /// The response to the upgrade as it arrives (empty once open).
+    head: Vec<u8>,
 }
 
 /// The loop's state for one thread.
@@ -337,6 +360,7 @@ impl<P: Parser + Clone> Driver<P> {
                 parser: spec.parser.clone(),
                 since: 0,
                 global: plan.first_conn + i,
+                head: Vec::new(),
             })
             .collect();
         // Setup failures count: the window is set at time zero.
@@ -450,7 +474,7 @@ impl<P: Parser + Clone> Driver<P> {
         loop {
             let now = self.clock.now();
             let pending: Vec<usize> = (0..self.conns.len())
-                .filter(|&k| matches!(self.conns[k].state, State::Connecting | State::Handshaking))
+                .filter(|&k| self.conns[k].state.setting_up())
                 .collect();
             if pending.is_empty() {
                 return Ok(());
@@ -502,9 +526,9 @@ impl<P: Parser + Clone> Driver<P> {
     /// handshake (one still pending at the end is waited for, up to the
     /// timeout, so one that never completes is counted, not forgotten).
     fn idle(&self) -> bool {
-        self.conns.iter().all(|c| {
-            c.fifo.is_empty() && !matches!(c.state, State::Connecting | State::Handshaking)
-        })
+        self.conns
+            .iter()
+            .all(|c| c.fifo.is_empty() && !c.state.setting_up())
     }
 
     /// Takes due arrivals into the backlog and fills free slots.
@@ -689,11 +713,18 @@ impl<P: Parser + Clone> Driver<P> {
                     if !stream.is_plain() {
                         self.rec.handshaken(now, c.since, &h);
                     }
-                    self.opened(key, now);
+                    match self.spec.upgrade.clone() {
+                        Some(up) => return self.send_upgrade(key, &up, now),
+                        None => self.opened(key, now),
+                    }
                 }
                 Ok(None) => return,
                 Err(_) => return self.fail(key, Kind::Tls, self.clock.now()),
             }
+        }
+        let c = &mut self.conns[key];
+        if c.state == State::Upgrading {
+            self.read_upgrade(key);
         }
         let c = &mut self.conns[key];
         if c.state != State::Open {
@@ -708,6 +739,65 @@ impl<P: Parser + Clone> Driver<P> {
         self.dispatch(now);
         self.flush_dirty(now);
         self.flush(key, now);
+    }
+
+    /// Sends the WebSocket upgrade on `key`, just connected: one small
+    /// write into an empty socket, which takes it whole (if it does not,
+    /// the connection fails as a write error).
+    fn send_upgrade(&mut self, key: usize, up: &[u8], now: u64) {
+        let c = &mut self.conns[key];
+        let Some(stream) = &mut c.stream else { return };
+        let sent = stream.write(&[IoSlice::new(up)]);
+        let flushed = stream.flush();
+        match (sent, flushed) {
+            (Ok(n), Ok(())) if n == up.len() => {
+                c.state = State::Upgrading;
+                c.since = now;
+                c.head.clear();
+            }
+            (Err(e), _) | (_, Err(e)) => self.fail(key, kind_of(&e, Kind::Write), now),
+            _ => self.fail(key, Kind::Write, now),
+        }
+    }
+
+    /// Reads the answer to the upgrade on `key`: a `101` opens the
+    /// connection (bytes after its head go to the parser); any other
+    /// status is a `status` error.
+    fn read_upgrade(&mut self, key: usize) {
+        loop {
+            let c = &mut self.conns[key];
+            let Some(stream) = &mut c.stream else { return };
+            let res = stream.read(&mut self.rbuf);
+            let now = self.clock.now();
+            let n = match res {
+                Ok(0) => return self.fail(key, Kind::Read, now),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return self.fail(key, kind_of(&e, Kind::Read), now),
+            };
+            self.rec.read(now, n);
+            c.head.extend_from_slice(&self.rbuf[..n]);
+            let Some(end) = c.head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                if c.head.len() > READ_BUF {
+                    return self.fail(key, Kind::Status, now); // no end to it
+                }
+                continue;
+            };
+            if !c.head.starts_with(b"HTTP/1.1 101 ") {
+                return self.fail(key, Kind::Status, now);
+            }
+            // Frames right behind the head: nobody asked for them yet, so
+            // the parser (fed them once the connection is open) says so.
+            let rest = c.head.split_off(end + 4);
+            c.head = Vec::new();
+            self.opened(key, now);
+            if !rest.is_empty() {
+                self.rbuf[..rest.len()].copy_from_slice(&rest);
+                self.feed(key, rest.len(), now);
+            }
+            return;
+        }
     }
 
     /// The connect (and handshake) completed.
@@ -844,6 +934,7 @@ impl<P: Parser + Clone> Driver<P> {
         c.fifo.clear();
         c.out.clear();
         c.out_off = 0;
+        c.head = Vec::new();
         c.parser.reset();
     }
 
@@ -885,7 +976,9 @@ impl<P: Parser + Clone> Driver<P> {
         for key in 0..self.conns.len() {
             let c = &self.conns[key];
             let late = match c.state {
-                State::Connecting | State::Handshaking => now.saturating_sub(c.since) > t,
+                State::Connecting | State::Handshaking | State::Upgrading => {
+                    now.saturating_sub(c.since) > t
+                }
                 State::Open => c
                     .fifo
                     .front()
@@ -901,8 +994,8 @@ impl<P: Parser + Clone> Driver<P> {
     /// Gives up on what connection `key` has in flight, as one failure
     /// per request (or one for the connection): a connect still pending
     /// fails as `connect`, a handshake as `tls` (with a cycle's request
-    /// waiting on it, that request counts once, as this), requests sent
-    /// and unanswered as `timeout`.
+    /// waiting on it, that request counts once, as this), an upgrade
+    /// unanswered and requests sent and unanswered as `timeout`.
     fn abandon(&mut self, key: usize, now: u64) {
         let kind = match self.conns[key].state {
             State::Connecting => Kind::Connect,
@@ -916,7 +1009,7 @@ impl<P: Parser + Clone> Driver<P> {
     fn expire_all(&mut self, now: u64) {
         for key in 0..self.conns.len() {
             let c = &self.conns[key];
-            if !c.fifo.is_empty() || matches!(c.state, State::Connecting | State::Handshaking) {
+            if !c.fifo.is_empty() || c.state.setting_up() {
                 self.abandon(key, now);
             }
             self.close(key);

@@ -2,11 +2,13 @@
 //! is compared with what was sent, straight from the read buffer (no copy),
 //! across however the stream was split into reads. `reactor bench tcp`:
 //! the same with a request and an expected answer of the user's (a redis
-//! `PING` and its `+PONG`, say).
+//! `PING` and its `+PONG`, say). `reactor bench ws --echo`: the echo
+//! workload over WebSocket, each message a masked client frame and each
+//! answer the server's unmasked frame of it, every byte checked.
 
 use serde_json::json;
 
-use super::cli::{Common, EchoArgs, TcpArgs, TlsOpts};
+use super::cli::{Common, EchoArgs, TcpArgs, TlsOpts, WsArgs};
 use super::driver::{self, Answer, Parser, Request, Sink, Spec};
 use super::kind::{self, Kind};
 use super::net;
@@ -128,6 +130,83 @@ pub fn bench_tcp(a: &TcpArgs) -> crate::Result<Report> {
     f.run(&a.common, config)
 }
 
+/// A WebSocket echo server's target: where it is, the upgrade request
+/// each connection sends, TLS for `wss://`.
+pub struct WsTarget {
+    /// The server's address.
+    pub addr: std::net::SocketAddr,
+    /// The upgrade request (`GET /ws/echo ...`).
+    pub upgrade: Vec<u8>,
+    /// TLS (ALPN `http/1.1`), for `wss://`.
+    pub tls: Option<Tls>,
+}
+
+/// The client frame of an echo message of `size` bytes (text, or binary
+/// with `binary`), and the server frame that must come back.
+pub fn ws_echo_frames(size: usize, binary: bool) -> (Vec<u8>, Vec<u8>) {
+    let msg = payload(size);
+    let opcode = if binary { 0x2 } else { 0x1 };
+    let mut request = Vec::with_capacity(size + 14);
+    client_frame_op(opcode, &msg, &mut request);
+    let (h, n) = if binary {
+        crate::service::ws::binary_header(size)
+    } else {
+        crate::service::ws::text_header(size)
+    };
+    let mut answer = h[..n].to_vec();
+    answer.extend_from_slice(&msg);
+    (request, answer)
+}
+
+/// Appends a masked, final client frame with `opcode` and `payload`, in
+/// the shortest length form. The mask is the same on every frame: the
+/// server unmasks whatever the key, and a fixed frame can be sent as is.
+pub(super) fn client_frame_op(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
+    const MASK: [u8; 4] = [0x3C, 0x9A, 0x51, 0xE7];
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n if n <= 125 => out.push(0x80 | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, k)| b ^ k));
+}
+
+/// Runs the echo workload over WebSocket (`reactor bench ws --echo`).
+pub fn bench_ws(a: &WsArgs, target: WsTarget) -> crate::Result<Report> {
+    if a.size == 0 {
+        return Err(kind::config("--size must be at least 1"));
+    }
+    let (request, answer) = ws_echo_frames(a.size, a.binary);
+    let config = json!({
+        "echo": true,
+        "size": a.size,
+        "depth": a.depth.max(1),
+        "binary": a.binary,
+        "tls": target.tls.is_some(),
+    });
+    let spec = Spec {
+        addr: target.addr,
+        parser: EchoParser::new(&answer),
+        requests: vec![Request::new(request)].into(),
+        depth: a.depth.max(1),
+        per_conn: false,
+        tls: target.tls,
+        hang_up: false,
+        upgrade: Some(target.upgrade.into()),
+    };
+    let m = driver::drive(spec, &a.common)?;
+    let c = &a.common;
+    Ok(Report::new("ws-echo", a.url.clone(), config, c, c.conns, m))
+}
+
 /// A workload of one fixed request and one fixed answer.
 struct Fixed<'a> {
     /// Its name in the report.
@@ -160,6 +239,7 @@ impl Fixed<'_> {
             per_conn: false,
             tls,
             hang_up: false,
+            upgrade: None,
         };
         let m = driver::drive(spec, c)?;
         let name = self.addr.to_string();
@@ -194,6 +274,43 @@ mod tests {
             p.feed(chunk, &mut c).unwrap();
         }
         (c.0, c.1)
+    }
+
+    #[test]
+    fn ws_echo_frames_are_what_the_server_codec_reads_and_writes() {
+        use crate::service::ws::{Accept, Decoder, Event};
+        for (size, binary) in [(64, false), (16 << 10, true), (70_000, false)] {
+            let (mut request, answer) = ws_echo_frames(size, binary);
+            let mut got = Vec::new();
+            let accept = Accept {
+                max: 1 << 20,
+                binary: true,
+            };
+            let kept = Decoder::default()
+                .feed(&mut request, accept, |e| {
+                    got.push(match e {
+                        Event::Text(t) => (false, t.to_vec()),
+                        Event::Binary(b) => (true, b.to_vec()),
+                        other => panic!("{other:?}"),
+                    });
+                    true
+                })
+                .unwrap();
+            assert_eq!((kept, got), (0, vec![(binary, payload(size))]));
+            let header = answer.len() - size;
+            assert_eq!(answer[0], if binary { 0x82 } else { 0x81 });
+            assert_eq!(
+                header,
+                if size <= 125 {
+                    2
+                } else if size <= 0xFFFF {
+                    4
+                } else {
+                    10
+                }
+            );
+            assert_eq!(&answer[header..], &payload(size)[..]);
+        }
     }
 
     #[test]

@@ -471,6 +471,7 @@ pub fn bench(a: &HttpArgs) -> crate::Result<Report> {
         parser: HttpParser::new(Arc::new(rules)),
         tls,
         hang_up: false,
+        upgrade: None,
     };
     let m = driver::drive(spec, c)?;
     let config = json!({

@@ -19,11 +19,13 @@ use crate::buf::CHUNK;
 use crate::core::{Counters, Millis, Moved};
 use crate::service::Verdict;
 use crate::service::http::{
-    DateCache, FIXED_MAX, FileBody, HttpConfig, HttpConn, Site, canned, fixed_after_date,
+    DateCache, FIXED_MAX, FileBody, HttpConfig, HttpConn, Site, WsEndpoint, canned,
+    fixed_after_date,
 };
 use crate::stats::{Figures, OpenBy, Stats};
 
 use super::ws::Ws;
+use super::ws_echo::WsEcho;
 use super::{Act, Input, Io, Protocol, Protocols, State};
 
 /// File bytes queued per connection per turn before it yields to the
@@ -210,10 +212,13 @@ impl Http {
             } else if self.head_due == 0 || p.responses > 0 {
                 self.head_due = io.due_in(app.limits.header_timeout);
             }
-            if p.upgrade {
+            if let Some(endpoint) = p.upgrade {
                 // Nothing after the head is HTTP: the loop hands the rest
                 // to the new protocol.
-                return Act::Become(State::Ws(Ws::default()));
+                return Act::Become(match endpoint {
+                    WsEndpoint::Chat => State::Ws(Ws::default()),
+                    WsEndpoint::Echo => State::WsEcho(WsEcho::default()),
+                });
             }
             if p.verdict == Verdict::Close {
                 return Act::Close;

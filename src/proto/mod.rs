@@ -27,6 +27,7 @@ mod http;
 pub mod loops;
 mod udp;
 mod ws;
+mod ws_echo;
 
 use std::sync::{Arc, Mutex};
 
@@ -163,6 +164,8 @@ protocols! {
     Http(http::Http),
     /// A chat member speaking WebSocket frames (after `GET /ws`).
     Ws(ws::Ws),
+    /// Every WebSocket message back (after `GET /ws/echo`).
+    WsEcho(ws_echo::WsEcho),
 }
 
 impl State {

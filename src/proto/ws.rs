@@ -12,7 +12,7 @@ use log::debug;
 use crate::core::{Moved, Why};
 use crate::service::Verdict;
 use crate::service::chat::Leave;
-use crate::service::ws::{self, Decoder, Event, code};
+use crate::service::ws::{self, Accept, Decoder, Event, code};
 use crate::stats::OpenBy;
 
 use super::chat::{self, Me};
@@ -28,8 +28,45 @@ pub struct Ws {
     /// Since when its unsent output has stayed above the chat's soft cap
     /// (ms on the loop's clock; 0: it is not).
     pub soft_since: u64,
-    /// A keep-alive ping went out and no input has come since.
+    /// The keep-alive ping's state.
+    alive: KeepAlive,
+}
+
+/// The keep-alive every WebSocket endpoint shares (chat and echo): a peer
+/// silent for `--ws-ping` is pinged; silent as long again, it is gone.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct KeepAlive {
+    /// A ping went out and no input has come since.
     pinged: bool,
+}
+
+impl KeepAlive {
+    /// The `progress` hook: input is a sign of life, so no ping is owed
+    /// and the next is due later. Our own output taken by the socket (the
+    /// ping itself) answers nothing while a ping is owed.
+    pub(super) fn progress(&mut self, io: &Io<'_>, app: &Protocols, moved: Moved) -> u64 {
+        if moved.read {
+            self.pinged = false;
+        }
+        if self.pinged {
+            io.link.deadline
+        } else {
+            io.timeout(app.limits.ws_ping)
+        }
+    }
+
+    /// The `deadline` hook: pings and answers `true`, or answers `false`
+    /// when the last ping went unanswered (the peer is gone).
+    pub(super) fn deadline(&mut self, io: &mut Io<'_>, app: &Protocols) -> bool {
+        if self.pinged {
+            return false;
+        }
+        io.send(&ws::PING);
+        self.pinged = true;
+        let when = io.timeout(app.limits.ws_ping);
+        io.set_deadline(when);
+        true
+    }
 }
 
 /// How a member's frames ended the conversation.
@@ -68,6 +105,9 @@ impl Ws {
                     Err(chat::Dropped) => Some(End::Dropped),
                 }
             }
+            // The decoder refuses binary here (`Accept::text`): chat lines
+            // are text.
+            Event::Binary(_) => Some(End::Failed(code::UNSUPPORTED)),
             Event::Ping(payload) => {
                 let mut pong = Vec::with_capacity(2 + payload.len());
                 ws::pong(payload, &mut pong);
@@ -95,9 +135,9 @@ impl Protocol for Ws {
     /// close handshake. Stops between frames once the output is full.
     fn input(&mut self, input: &mut Input<'_>, io: &mut Io<'_>, app: &mut Protocols) -> Act {
         let mut decoder = self.decoder.take().map_or_else(Decoder::default, |d| *d);
-        let max = app.limits.max_line;
+        let accept = Accept::text(app.limits.max_line);
         let mut end = None;
-        let fed = decoder.feed(input.data_mut(), max, |event| {
+        let fed = decoder.feed(input.data_mut(), accept, |event| {
             end = self.event(event, io, app);
             end.is_none() && !io.full()
         });
@@ -137,31 +177,17 @@ impl Protocol for Ws {
         Act::Close
     }
 
-    /// Input is a sign of life: no ping is owed, the next is due later.
-    /// Our own output taken by the socket (the ping itself) answers
-    /// nothing while a ping is owed.
     fn progress(&mut self, io: &Io<'_>, app: &Protocols, moved: Moved) -> u64 {
-        if moved.read {
-            self.pinged = false;
-        }
-        if self.pinged {
-            io.link.deadline
-        } else {
-            io.timeout(app.limits.ws_ping)
-        }
+        self.alive.progress(io, app, moved)
     }
 
     /// Silent for `--ws-ping`: pinged. Silent as long again: gone.
     fn deadline(&mut self, io: &mut Io<'_>, app: &mut Protocols) -> Act {
-        if self.pinged {
-            chat::leave(app, io, self.me(), Leave::TimedOut);
-            return Act::Abort;
+        if self.alive.deadline(io, app) {
+            return Act::Continue;
         }
-        io.send(&ws::PING);
-        self.pinged = true;
-        let when = io.timeout(app.limits.ws_ping);
-        io.set_deadline(when);
-        Act::Continue
+        chat::leave(app, io, self.me(), Leave::TimedOut);
+        Act::Abort
     }
 
     fn shutdown(&mut self, io: &mut Io<'_>, _app: &mut Protocols) -> Act {

@@ -18,11 +18,12 @@
 //!   opcode, a fragmented or over-125-byte control frame, a continuation
 //!   with no message begun or a new message before the last one ended, a
 //!   64-bit length with its top bit set, a malformed close payload.
-//! - 1003 (unsupported data): a binary message (chat lines are text).
+//! - 1003 (unsupported data): a binary message, where the caller takes
+//!   only text ([`Accept::binary`]: chat lines are text, echo takes both).
 //! - 1007 (invalid payload): a text message or close reason that is not
 //!   UTF-8, judged as the fragments arrive (an invalid prefix fails at once).
-//! - 1009 (too big): a message over the limit, judged from the frame header
-//!   before its payload is waited for.
+//! - 1009 (too big): a message over the limit ([`Accept::max`]), judged
+//!   from the frame header before its payload is waited for.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -38,7 +39,7 @@ pub mod code {
     pub const GOING_AWAY: u16 = 1001;
     /// A frame broke the protocol.
     pub const PROTOCOL: u16 = 1002;
-    /// A kind of data we do not take (binary).
+    /// A kind of data the endpoint does not take (binary, on the chat).
     pub const UNSUPPORTED: u16 = 1003;
     /// Text that is not UTF-8.
     pub const INVALID: u16 = 1007;
@@ -77,11 +78,30 @@ pub fn valid_key(key: &[u8]) -> bool {
     key.len() == 24 && BASE64.decode(key).is_ok_and(|k| k.len() == 16)
 }
 
+/// What a caller takes in data messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accept {
+    /// Largest message in bytes, its fragments counted together (more:
+    /// 1009). At most `u32::MAX`: a larger value is taken as that.
+    pub max: usize,
+    /// Binary messages are taken (as [`Event::Binary`]); else 1003.
+    pub binary: bool,
+}
+
+impl Accept {
+    /// Text messages of up to `max` bytes, and no binary ones.
+    pub fn text(max: usize) -> Accept {
+        Accept { max, binary: false }
+    }
+}
+
 /// A complete thing the client said.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
     /// A whole text message (valid UTF-8, reassembled).
     Text(&'a [u8]),
+    /// A whole binary message (reassembled), when the caller takes them.
+    Binary(&'a [u8]),
     /// A ping with its payload: answer with a pong carrying it.
     Ping(&'a [u8]),
     /// A pong (the answer to our keep-alive ping).
@@ -100,8 +120,10 @@ pub struct Decoder {
     /// Of those, how many are known to be valid UTF-8 (a sequence may be
     /// cut between fragments).
     checked: u32,
-    /// A fragmented text message has begun and not ended.
+    /// A fragmented message has begun and not ended.
     in_message: bool,
+    /// That message is binary (no UTF-8 to check).
+    binary: bool,
 }
 
 /// A frame header, parsed.
@@ -127,15 +149,18 @@ impl Decoder {
 
     /// Decodes the frames at the start of `buf` (the bytes it kept last
     /// time, then new ones), calling `on` for each event in order until it
-    /// returns `false`. Messages over `max` bytes fail. Returns how many
-    /// bytes at the front of `buf` to keep (a message in flight and a
-    /// partial frame, moved to the front), or the close code to fail with.
+    /// returns `false`. Data messages are taken as `accept` says (size,
+    /// binary or not). Returns how many bytes at the front of `buf` to
+    /// keep (a message in flight and a partial frame, moved to the front),
+    /// or the close code to fail with.
     pub fn feed(
         &mut self,
         buf: &mut [u8],
-        max: usize,
+        accept: Accept,
         mut on: impl FnMut(Event<'_>) -> bool,
     ) -> Result<usize, u16> {
+        // `assembled` is a u32: so is the limit.
+        let max = accept.max.min(u32::MAX as usize) as u64;
         // buf[start..start + self.assembled]: the message in flight;
         // buf[pos..]: frames not yet decoded.
         let mut start = 0;
@@ -144,11 +169,11 @@ impl Decoder {
             let control = h.opcode & 0x8 != 0;
             if !control {
                 self.check_order(h.opcode)?;
-                if h.opcode == op::BINARY {
+                if h.opcode == op::BINARY && !accept.binary {
                     return Err(code::UNSUPPORTED);
                 }
                 // Too big is known from the header: fail before buffering it.
-                if h.payload > (max as u64).saturating_sub(u64::from(self.assembled)) {
+                if h.payload > max.saturating_sub(u64::from(self.assembled)) {
                     return Err(code::TOO_BIG);
                 }
             }
@@ -170,15 +195,25 @@ impl Decoder {
             let at = start + self.assembled as usize;
             buf.copy_within(body.clone(), at);
             self.assembled += body.len() as u32;
-            self.in_message = true;
+            if !self.in_message {
+                self.in_message = true;
+                self.binary = h.opcode == op::BINARY;
+            }
             let message = &buf[start..start + self.assembled as usize];
-            self.checked = check_utf8(message, self.checked as usize, h.fin)? as u32;
+            if !self.binary {
+                self.checked = check_utf8(message, self.checked as usize, h.fin)? as u32;
+            }
             if h.fin {
-                let whole = start..start + self.assembled as usize;
+                let whole = &buf[start..start + self.assembled as usize];
+                let event = if self.binary {
+                    Event::Binary(whole)
+                } else {
+                    Event::Text(whole)
+                };
                 *self = Decoder::default();
                 // The next message gathers where the undecoded frames begin.
                 start = pos;
-                if !on(Event::Text(&buf[whole])) {
+                if !on(event) {
                     break;
                 }
             }
@@ -315,6 +350,11 @@ pub fn frame_header(opcode: u8, len: usize) -> ([u8; 10], usize) {
 /// The header of a text frame of `len` bytes (see [`frame_header`]).
 pub fn text_header(len: usize) -> ([u8; 10], usize) {
     frame_header(op::TEXT, len)
+}
+
+/// The header of a binary frame of `len` bytes (see [`frame_header`]).
+pub fn binary_header(len: usize) -> ([u8; 10], usize) {
+    frame_header(op::BINARY, len)
 }
 
 /// Appends a pong answering a ping with `payload`.

@@ -132,14 +132,24 @@ pub struct Progress {
     pub file: Option<FileBody>,
     /// Responses appended to `out` (not counting `100 Continue`).
     pub responses: u32,
-    /// The request was a WebSocket upgrade, answered with 101 (the last
-    /// bytes in `out`): the rest of the input is frames, not HTTP.
-    pub upgrade: bool,
+    /// The request was a WebSocket upgrade to this endpoint, answered
+    /// with 101 (the last bytes in `out`): the rest of the input is
+    /// frames, not HTTP.
+    pub upgrade: Option<WsEndpoint>,
     /// `input` stopped early (a file body, `max_pipeline` responses, or no
     /// room left in `out`) with bytes left: call it again on the rest
     /// without waiting for new bytes
     /// (after streaming `file`; the loop may first let other connections run).
     pub again: bool,
+}
+
+/// The WebSocket endpoints a request can upgrade to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WsEndpoint {
+    /// `GET /ws`: a chat member.
+    Chat,
+    /// `GET /ws/echo`: every text and binary message back.
+    Echo,
 }
 
 /// Where a connection is between calls.
@@ -229,7 +239,7 @@ impl HttpConn {
             verdict: Verdict::Continue,
             file: None,
             responses: 0,
-            upgrade: false,
+            upgrade: None,
             again: false,
         };
         while self.step(input, out, &ctx, &mut p) {}
@@ -296,7 +306,7 @@ impl HttpConn {
                 p.responses += 1;
                 let body = rest.get(req.head_len..).unwrap_or_default();
                 self.answer(&req, body, out, ctx, p);
-                p.verdict == Verdict::Continue && p.file.is_none() && !p.upgrade
+                p.verdict == Verdict::Continue && p.file.is_none() && p.upgrade.is_none()
             }
         }
     }
@@ -321,10 +331,16 @@ impl HttpConn {
         let Ok(clean) = path::clean(raw_path) else {
             return fail(out, p, 400);
         };
-        if &*clean.path == b"/ws" {
+        let endpoint = match &*clean.path {
+            b"/ws" => Some(WsEndpoint::Chat),
+            b"/ws/echo" => Some(WsEndpoint::Echo),
+            _ => None,
+        };
+        if let Some(endpoint) = endpoint {
             // The connection leaves HTTP: nothing after this head is ours.
-            p.upgrade = upgrade::handshake(req, ctx.cfg, ctx.date, out);
-            if !p.upgrade {
+            if upgrade::handshake(req, ctx.cfg, ctx.date, out) {
+                p.upgrade = Some(endpoint);
+            } else {
                 p.verdict = Verdict::Close;
             }
             return;

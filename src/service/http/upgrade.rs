@@ -1,8 +1,15 @@
 //! The WebSocket opening handshake (RFC 6455 section 4.2), the HTTP side of
-//! `GET /ws`: a valid upgrade request gets `101 Switching Protocols` and
-//! the connection leaves HTTP (the loop makes it a chat member speaking
-//! frames, `service::ws`); anything else gets the status that says what was
-//! wrong, and the connection closes.
+//! `GET /ws` and `GET /ws/echo`: a valid upgrade request gets `101
+//! Switching Protocols` and the connection leaves HTTP (the loop makes it
+//! a chat member or an echo speaking frames, `service::ws`); anything else
+//! gets the status that says what was wrong, and the connection closes.
+//!
+//! No extension is negotiated: an offer of `permessage-deflate` (every
+//! browser makes one) is declined the way RFC 7692 section 5 provides, by
+//! a 101 without `Sec-WebSocket-Extensions`, so the client sends frames
+//! without RSV1 (one with RSV1 is a protocol error, 1002). Nor is a
+//! subprotocol chosen: a `Sec-WebSocket-Protocol` offer goes unanswered.
+//! Why not deflate: its per-connection cost, in `docs/WEBSOCKET.md`.
 
 use super::config::HttpConfig;
 use super::request::{Framing, Method, Request};
@@ -12,7 +19,7 @@ use crate::service::ws;
 /// Extra header lines of a refusal.
 type Headers<'a> = &'a [(&'a str, &'a [u8])];
 
-/// Answers an upgrade request to `/ws`; `true` if it was accepted (101 in
+/// Answers an upgrade request to a WebSocket endpoint; `true` if it was accepted (101 in
 /// `out`), `false` if refused (an error in `out` that closes).
 pub(super) fn handshake(
     req: &Request<'_>,

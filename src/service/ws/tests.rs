@@ -28,6 +28,7 @@ fn client(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 #[derive(Debug, Default, PartialEq)]
 struct Seen {
     texts: Vec<String>,
+    binaries: Vec<Vec<u8>>,
     pings: Vec<Vec<u8>>,
     pongs: usize,
     closes: Vec<Option<u16>>,
@@ -36,15 +37,16 @@ struct Seen {
 
 /// Feeds `stream` to a fresh decoder in pieces of `step` bytes, keeping
 /// what it asks to keep as the loop does.
-fn run(stream: &[u8], step: usize, max: usize) -> Seen {
+fn run(stream: &[u8], step: usize, accept: Accept) -> Seen {
     let mut d = Decoder::default();
     let mut seen = Seen::default();
     let mut buf: Vec<u8> = Vec::new();
     for piece in stream.chunks(step.max(1)) {
         buf.extend_from_slice(piece);
-        let got = d.feed(&mut buf, max, |e| {
+        let got = d.feed(&mut buf, accept, |e| {
             match e {
                 Event::Text(t) => seen.texts.push(String::from_utf8(t.to_vec()).unwrap()),
+                Event::Binary(b) => seen.binaries.push(b.to_vec()),
                 Event::Ping(p) => seen.pings.push(p.to_vec()),
                 Event::Pong => seen.pongs += 1,
                 Event::Close(c) => seen.closes.push(c),
@@ -66,13 +68,28 @@ fn run(stream: &[u8], step: usize, max: usize) -> Seen {
     seen
 }
 
-/// Runs `stream` whole, in 3-byte pieces and byte by byte: all must agree.
+/// Runs `stream` whole and in pieces of 1, 3 and 7 bytes, taking text of
+/// up to `max` bytes: all must agree.
 fn all_ways(stream: &[u8], max: usize) -> Seen {
-    let whole = run(stream, stream.len(), max);
+    all_ways_with(stream, Accept::text(max))
+}
+
+/// `all_ways`, taking what `accept` says.
+fn all_ways_with(stream: &[u8], accept: Accept) -> Seen {
+    let whole = run(stream, stream.len(), accept);
     for step in [1, 3, 7] {
-        assert_eq!(run(stream, step, max), whole, "fed {step} bytes at a time");
+        assert_eq!(
+            run(stream, step, accept),
+            whole,
+            "fed {step} bytes at a time"
+        );
     }
     whole
+}
+
+/// Text and binary messages of up to `max` bytes (the echo endpoint's).
+fn both(max: usize) -> Accept {
+    Accept { max, binary: true }
 }
 
 #[test]
@@ -160,7 +177,7 @@ fn invalid_utf8_fails_with_1007_as_soon_as_it_shows() {
 fn too_big_fails_with_1009_from_the_header_alone() {
     let s = client(true, 1, &[b'a'; 101]);
     // Only the header is offered: the verdict comes before the payload.
-    assert_eq!(run(&s[..8], 8, 100).failed, Some(1009));
+    assert_eq!(run(&s[..8], 8, Accept::text(100)).failed, Some(1009));
     assert_eq!(all_ways(&client(true, 1, &[b'a'; 100]), 100).texts.len(), 1);
     // Fragments count together.
     let mut s = client(false, 1, &[b'a'; 60]);
@@ -206,11 +223,102 @@ fn protocol_errors_fail_with_1002() {
 }
 
 #[test]
-fn binary_is_refused_with_1003() {
+fn binary_is_refused_with_1003_where_only_text_is_taken() {
     assert_eq!(
         all_ways(&client(true, 2, b"\x00\x01"), 4096).failed,
         Some(1003)
     );
+    // A binary continuation of a text message is still a continuation:
+    // only the first frame says what the message is.
+    let mut s = client(false, 2, b"\x00");
+    s.extend(client(true, 0, b"\x01"));
+    assert_eq!(all_ways(&s, 4096).failed, Some(1003));
+}
+
+#[test]
+fn binary_is_taken_where_the_caller_takes_it() {
+    // Any bytes at all: not UTF-8, NULs, every value.
+    let bytes: Vec<u8> = (0..=255u8).chain([0xFF, 0xC0, 0x00]).collect();
+    let seen = all_ways_with(&client(true, 2, &bytes), both(4096));
+    assert_eq!(seen.binaries, vec![bytes]);
+    assert_eq!((seen.texts.len(), seen.failed), (0, None));
+    // Empty, and text and binary messages interleaved, each its own kind.
+    let mut s = client(true, 2, b"");
+    s.extend(client(true, 1, b"text"));
+    s.extend(client(true, 2, b"\xFF\xFE"));
+    let seen = all_ways_with(&s, both(4096));
+    assert_eq!(seen.binaries, vec![b"".to_vec(), b"\xFF\xFE".to_vec()]);
+    assert_eq!(seen.texts, ["text"]);
+    // Text is still held to UTF-8 where binary is taken.
+    let seen = all_ways_with(&client(true, 1, b"\xFF"), both(4096));
+    assert_eq!(seen.failed, Some(1007));
+}
+
+#[test]
+fn fragmented_binary_is_reassembled_without_a_utf8_check() {
+    // Fragments that would be invalid UTF-8 on their own and together,
+    // with a ping and a pong between them.
+    let mut s = client(false, 2, b"\xE2\x98");
+    s.extend(client(true, 9, b"p"));
+    s.extend(client(false, 0, b"\xFF"));
+    s.extend(client(true, 10, b""));
+    s.extend(client(true, 0, b"\xC0\xAF"));
+    s.extend(client(true, 2, b"next"));
+    let seen = all_ways_with(&s, both(4096));
+    assert_eq!(
+        seen.binaries,
+        vec![b"\xE2\x98\xFF\xC0\xAF".to_vec(), b"next".to_vec()]
+    );
+    assert_eq!((seen.pings.len(), seen.pongs, seen.failed), (1, 1, None));
+    // The order rules are the same as for text.
+    let mut s = client(false, 2, b"a");
+    s.extend(client(true, 2, b"b"));
+    assert_eq!(all_ways_with(&s, both(4096)).failed, Some(1002));
+}
+
+#[test]
+fn large_messages_up_to_the_limit_and_not_a_byte_more() {
+    // 1 MiB in one frame and in 64 fragments, text and binary: each is
+    // whole at exactly the limit; one byte more fails from the header.
+    let max = 1 << 20;
+    let text: Vec<u8> = (0..max).map(|i| b'a' + (i % 26) as u8).collect();
+    let bin: Vec<u8> = (0..max).map(|i| (i * 7 % 251) as u8).collect();
+    for (opcode, msg) in [(1u8, &text), (2, &bin)] {
+        let whole = client(true, opcode, msg);
+        let seen = run(&whole, 64 << 10, both(max));
+        let got = if opcode == 1 {
+            seen.texts.concat().into_bytes()
+        } else {
+            seen.binaries.concat()
+        };
+        assert_eq!((got.len(), got == *msg, seen.failed), (max, true, None));
+        let mut frags = Vec::new();
+        for (i, part) in msg.chunks(max / 64).enumerate() {
+            let op = if i == 0 { opcode } else { 0 };
+            frags.extend(client(i == 63, op, part));
+        }
+        let seen = run(&frags, 10_000, both(max));
+        let got = if opcode == 1 {
+            seen.texts.concat().into_bytes()
+        } else {
+            seen.binaries.concat()
+        };
+        assert_eq!((got.len(), got == *msg, seen.failed), (max, true, None));
+        assert_eq!(run(&whole, whole.len(), both(max - 1)).failed, Some(1009));
+        // Fragments: the one that crosses the limit fails, from its header.
+        let cut = frags.len() - client(true, 0, &msg[..max / 64]).len() + 14;
+        assert_eq!(run(&frags[..cut], cut, both(max - 1)).failed, Some(1009));
+    }
+}
+
+#[test]
+fn a_limit_past_u32_is_taken_as_u32() {
+    // The reassembled length is a u32: a larger limit must not let it wrap.
+    let mut f = vec![0x82, 0xFF];
+    f.extend_from_slice(&(u64::from(u32::MAX) + 1).to_be_bytes());
+    f.extend_from_slice(&[0; 4]);
+    let seen = run(&f, f.len(), both(usize::MAX));
+    assert_eq!(seen.failed, Some(1009));
 }
 
 #[test]
@@ -236,7 +344,7 @@ fn stopping_leaves_later_frames_alone() {
     let mut d = Decoder::default();
     let mut texts = 0;
     let mut buf = s.clone();
-    d.feed(&mut buf, 4096, |e| {
+    d.feed(&mut buf, Accept::text(4096), |e| {
         texts += matches!(e, Event::Text(_)) as usize;
         !matches!(e, Event::Close(_))
     })
@@ -255,6 +363,8 @@ fn server_frames_use_the_shortest_length_form() {
     pong(b"abc", &mut out);
     assert_eq!(out, [0x8A, 3, b'a', b'b', b'c']);
     assert_eq!(close_frame(1009), [0x88, 2, 0x03, 0xF1]);
+    let (h, n) = binary_header(126);
+    assert_eq!(&h[..n], &[0x82, 126, 0, 126]);
 }
 
 #[test]
@@ -269,6 +379,10 @@ fn garbage_never_panics() {
             x ^= x << 17;
             s.push(x as u8);
         }
-        let _ = run(&s, (x % 5 + 1) as usize, 64);
+        let accept = Accept {
+            max: 64,
+            binary: x & 8 != 0,
+        };
+        let _ = run(&s, (x % 5 + 1) as usize, accept);
     }
 }
