@@ -114,7 +114,11 @@ impl Server {
                 .enumerate()
             {
                 r.app.loops = Some(bus);
-                r.app.chat.set_guests(Guests { stride: n, tag: i });
+                r.app.chat.set_guests(Guests {
+                    stride: n,
+                    tag: i,
+                    server: None,
+                });
             }
             info!("{n} event loops share these ports (SO_REUSEPORT)");
         }

@@ -1,5 +1,7 @@
 //! What a service answers with ([`Verdict`]) and where it puts bytes for
-//! connections other than the one it is answering ([`Outbox`]).
+//! connections other than the one it is answering ([`Outbox`]), and, for
+//! the chat, what it tells and asks the other servers sharing its rooms
+//! ([`Ask`], [`Asked`]).
 
 /// What a service tells the loop after it handled some input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,4 +36,60 @@ pub trait Outbox {
     fn full(&self, _id: usize) -> bool {
         false
     }
+
+    /// True if other servers share the rooms (a bus): the hub then tells
+    /// the hooks below who is where, and asks before it answers `/who`,
+    /// `/rooms` and `/nick`. Without one (the default) they are never
+    /// called.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// The first member of `room` here arrived.
+    fn subscribe(&mut self, _room: &str) {}
+
+    /// The last member of `room` here left (after its `absent`).
+    fn unsubscribe(&mut self, _room: &str) {}
+
+    /// Member `nick` is in `room` now.
+    fn present(&mut self, _room: &str, _nick: &str) {}
+
+    /// Member `nick` left `room`.
+    fn absent(&mut self, _room: &str, _nick: &str) {}
+
+    /// A member of `room` changed its nick from `old` to `new`.
+    fn renamed(&mut self, _room: &str, _old: &str, _new: &str) {}
+
+    /// A member let its custom nick `nick` go.
+    fn release(&mut self, _nick: &str) {}
+
+    /// Member `id` disconnected.
+    fn gone(&mut self, _id: usize) {}
+
+    /// Member `id` asks what the other servers know.
+    fn ask(&mut self, _id: usize, _ask: Ask<'_>) -> Asked {
+        Asked::Local
+    }
+}
+
+/// A question the chat asks the servers sharing its rooms.
+#[derive(Clone, Copy, Debug)]
+pub enum Ask<'a> {
+    /// `/who` in room `room`.
+    Who(&'a str),
+    /// `/rooms`.
+    Rooms,
+    /// `/nick NAME`: may this member take it?
+    Nick(&'a str),
+}
+
+/// What became of a question.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asked {
+    /// No other servers: answer from what is here.
+    Local,
+    /// Sent; the answer comes later.
+    Sent,
+    /// The other servers cannot be reached now.
+    Unreachable,
 }

@@ -36,12 +36,27 @@
 //! keeps, then hands that one slice to [`Outbox::send`] per recipient: a
 //! message costs one format plus one copy per recipient, and no allocation
 //! in steady state.
+//!
+//! # Rooms shared with other servers
+//!
+//! When the outbox says other servers share the rooms ([`Outbox::shared`]:
+//! the Redis bus, `service::bus`), the hub tells it who is where (a room's
+//! first member here subscribes, its last unsubscribes; each member is
+//! present or absent) and asks before it answers what only all servers
+//! together know: `/who` and `/rooms` are answered when the answer comes
+//! ([`ChatHub::who_answer`], [`ChatHub::rooms_answer`]), and a nick is
+//! reserved here and taken only once no other server holds it
+//! ([`ChatHub::nick_answer`]). With the other servers out of reach, `/who`
+//! and `/rooms` answer for this server and say so, and `/nick` is refused
+//! (nicks in use are kept). Default nicks carry the server's tag
+//! (`guest7-3fa9c1`), so they are unique without asking.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::fmt::Write as _;
 use std::io::Write as _;
 
-use super::answer::{Outbox, Verdict};
+use super::answer::{Ask, Asked, Outbox, Verdict};
 
 /// The room every member starts in; it always exists (index 0).
 const LOBBY: u32 = 0;
@@ -126,42 +141,72 @@ pub struct ChatHub {
     notice_limit: usize,
     /// How default nicks are numbered (unique across loops).
     guests: Guests,
+    /// Nicks asked for and reserved here while the other servers are
+    /// asked (member id to nick; the nick is in `nicks` meanwhile).
+    pending: HashMap<usize, Box<str>>,
+    /// A default nick formatted as text, for the other servers.
+    name: String,
 }
 
 /// A member's nick for formatting: custom, or `guest<id>` without storing it.
 struct Nick<'a> {
     /// The member's default number (`guest<number>`).
     id: usize,
+    /// The server's tag in default nicks, with other servers.
+    server: Option<u32>,
     /// The custom nick, if any.
     custom: Option<&'a str>,
 }
 
 impl fmt::Display for Nick<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.custom {
-            Some(nick) => f.write_str(nick),
-            None => write!(f, "guest{}", self.id),
+        match (self.custom, self.server) {
+            (Some(nick), _) => f.write_str(nick),
+            (None, None) => write!(f, "guest{}", self.id),
+            (None, Some(tag)) => write!(f, "guest{}-{tag:06x}", self.id),
         }
     }
 }
 
 /// How default nicks are numbered: `guest<id * stride + tag>`. One loop:
 /// stride 1, tag 0 (`guest<id>`). With N loops, loop `t` numbers its
-/// members `id * N + t`, so default nicks stay unique across loops.
+/// members `id * N + t`, so default nicks stay unique across loops; with
+/// other servers, each server's 24-bit tag follows (`guest7-3fa9c1`).
 #[derive(Clone, Copy, Debug)]
 pub struct Guests {
     /// Number of loops.
     pub stride: usize,
     /// This loop's index.
     pub tag: usize,
+    /// This server's tag (the low 24 bits of its bus node id), if it
+    /// shares rooms with other servers.
+    pub server: Option<u32>,
 }
 
 /// Member `id`'s nick for formatting, given the custom-nick table.
 fn nick_of(custom: &HashMap<usize, Box<str>>, guests: Guests, id: usize) -> Nick<'_> {
     Nick {
         id: id.saturating_mul(guests.stride).saturating_add(guests.tag),
+        server: guests.server,
         custom: custom.get(&id).map(|n| &**n),
     }
+}
+
+/// Member `id`'s nick as text: its custom nick, or its default formatted
+/// into `buf`.
+fn nick_text<'a>(
+    custom: &'a HashMap<usize, Box<str>>,
+    guests: Guests,
+    id: usize,
+    buf: &'a mut String,
+) -> &'a str {
+    if let Some(nick) = custom.get(&id) {
+        return nick;
+    }
+    buf.clear();
+    // Writing to a String cannot fail.
+    let _ = write!(buf, "{}", nick_of(custom, guests, id));
+    buf
 }
 
 impl Room {
@@ -195,7 +240,13 @@ impl ChatHub {
             custom: HashMap::new(),
             scratch: Vec::new(),
             notice_limit: NOTICE_LIMIT,
-            guests: Guests { stride: 1, tag: 0 },
+            guests: Guests {
+                stride: 1,
+                tag: 0,
+                server: None,
+            },
+            pending: HashMap::new(),
+            name: String::new(),
         }
     }
 
@@ -210,7 +261,7 @@ impl ChatHub {
     pub fn set_guests(&mut self, guests: Guests) {
         self.guests = Guests {
             stride: guests.stride.max(1),
-            tag: guests.tag,
+            ..guests
         };
     }
 
@@ -242,6 +293,7 @@ impl ChatHub {
         });
         self.count += 1;
         self.place(id, LOBBY);
+        self.arrived(id, LOBBY, out);
         fill(
             &mut self.scratch,
             format_args!(
@@ -445,7 +497,9 @@ impl ChatHub {
         Verdict::Continue
     }
 
-    /// `/nick NAME`: validates, checks uniqueness, renames, tells the room.
+    /// `/nick NAME`: validates, checks uniqueness (with the other
+    /// servers, if any: then the answer comes later), renames, tells the
+    /// room.
     fn set_nick(&mut self, id: usize, name: &str, out: &mut impl Outbox) {
         // Compare against the default by formatting it into scratch: no allocation.
         fill(
@@ -461,33 +515,133 @@ impl ChatHub {
             let msg = format_args!("ERROR invalid nick (1-32 of A-Z a-z 0-9 _ -)\n");
             return send_line(&mut self.scratch, id, out, msg);
         }
+        if self.pending.contains_key(&id) {
+            let msg = format_args!("ERROR a nick change is already under way\n");
+            return send_line(&mut self.scratch, id, out, msg);
+        }
         // Defaults cannot collide: custom nicks never start with "guest".
+        // A nick reserved for another member here counts as taken.
         if self.nicks.get(name).is_some_and(|&owner| owner != id) {
             let msg = format_args!("ERROR nick {name} is taken\n");
             return send_line(&mut self.scratch, id, out, msg);
         }
-        let Some((_, room)) = locate(&self.members, &self.rooms, id) else {
-            return;
-        };
         let old = nick_of(&self.custom, self.guests, id);
         // Taking the nick you already have: confirm it, tell nobody.
         let unchanged = match old.custom {
             Some(custom) => custom == name,
             None => own_default,
         };
-        if !unchanged {
-            fill(&mut self.scratch, format_args!("* {old} is now {name}\n"));
-            if room.members.len() <= self.notice_limit {
-                room.broadcast(id, &self.scratch, out);
-            }
-            self.rename(id, (!own_default).then_some(name));
+        if unchanged {
+            let msg = format_args!("* you are now {name}\n");
+            return send_line(&mut self.scratch, id, out, msg);
         }
+        // Other servers may hold a custom nick; a default is ours alone.
+        if !own_default && out.shared() {
+            match out.ask(id, Ask::Nick(name)) {
+                Asked::Sent => {
+                    self.nicks.insert(name.into(), id);
+                    self.pending.insert(id, name.into());
+                    return;
+                }
+                Asked::Unreachable => {
+                    let msg = format_args!(
+                        "ERROR nicks cannot change while the other servers are out of reach; you are still {old}\n"
+                    );
+                    return send_line(&mut self.scratch, id, out, msg);
+                }
+                Asked::Local => {}
+            }
+        }
+        self.apply_nick(id, name, own_default, out);
+    }
+
+    /// Renames member `id` to `name` (checked, and taken): tells its room,
+    /// the other servers, then it.
+    fn apply_nick(&mut self, id: usize, name: &str, own_default: bool, out: &mut impl Outbox) {
+        let Some((_, room)) = locate(&self.members, &self.rooms, id) else {
+            return;
+        };
+        let old = nick_of(&self.custom, self.guests, id);
+        fill(&mut self.scratch, format_args!("* {old} is now {name}\n"));
+        if room.members.len() <= self.notice_limit {
+            room.broadcast(id, &self.scratch, out);
+        }
+        if out.shared() {
+            let had_custom = self.custom.contains_key(&id);
+            let old = nick_text(&self.custom, self.guests, id, &mut self.name);
+            out.renamed(&room.name, old, name);
+            if had_custom {
+                out.release(old);
+            }
+        }
+        self.rename(id, (!own_default).then_some(name));
         send_line(
             &mut self.scratch,
             id,
             out,
             format_args!("* you are now {name}\n"),
         );
+    }
+
+    /// The other servers' answer to member `id`'s `/nick NAME`: taken for
+    /// it (`ok`), or held by a member elsewhere. An answer for a member
+    /// that has gone lets the nick go again.
+    pub fn nick_answer(&mut self, id: usize, nick: &str, ok: bool, out: &mut impl Outbox) {
+        if self.pending.get(&id).is_none_or(|p| **p != *nick) {
+            if ok {
+                out.release(nick);
+            }
+            return;
+        }
+        self.pending.remove(&id);
+        if ok {
+            return self.apply_nick(id, nick, false, out);
+        }
+        self.nicks.remove(nick);
+        let msg = format_args!("ERROR nick {nick} is taken\n");
+        send_line(&mut self.scratch, id, out, msg);
+    }
+
+    /// Member `id`'s question went unanswered (the other servers went out
+    /// of reach meanwhile).
+    pub fn no_answer(&mut self, id: usize, out: &mut impl Outbox) {
+        if member(&self.members, id).is_none() {
+            return;
+        }
+        if let Some(nick) = self.pending.remove(&id) {
+            self.nicks.remove(&nick);
+        }
+        let msg = format_args!(
+            "ERROR the other servers went out of reach before they answered; try again\n"
+        );
+        send_line(&mut self.scratch, id, out, msg);
+    }
+
+    /// Member `id`'s custom nick `nick` turned out to be held by a member
+    /// of another server (taken while the servers were apart): `id` is
+    /// its default nick again, and told so.
+    pub fn nick_lost(&mut self, id: usize, nick: &str, out: &mut impl Outbox) {
+        if self.custom.get(&id).is_none_or(|n| **n != *nick) {
+            return;
+        }
+        fill(
+            &mut self.scratch,
+            format_args!("{}", nick_of(&HashMap::new(), self.guests, id)),
+        );
+        let guest = String::from_utf8_lossy(&self.scratch).into_owned();
+        let Some((_, room)) = locate(&self.members, &self.rooms, id) else {
+            return;
+        };
+        fill(&mut self.scratch, format_args!("* {nick} is now {guest}\n"));
+        if room.members.len() <= self.notice_limit {
+            room.broadcast(id, &self.scratch, out);
+        }
+        out.renamed(&room.name, nick, &guest);
+        self.rename(id, None);
+        let msg = format_args!(
+            "* your nick {nick} was taken on another server while the servers were apart; you are {guest} again\n"
+        );
+        send_line(&mut self.scratch, id, out, msg);
     }
 
     /// Sets `id`'s custom nick (`None`: back to the default), keeping `nicks` in step.
@@ -530,10 +684,12 @@ impl ChatHub {
         );
         self.unplace(id);
         self.notify(old_index, id, out);
+        self.departed(id, old_index, out);
         self.reap(old_index);
 
         let new_index = self.open_room(name);
         self.place(id, new_index);
+        self.arrived(id, new_index, out);
         // Look the member up again: `place` changed its room and slot.
         let Some((_, new)) = locate(&self.members, &self.rooms, id) else {
             return;
@@ -553,10 +709,19 @@ impl ChatHub {
         send_line(&mut self.scratch, id, out, msg);
     }
 
-    /// `/who`: the nicks in `id`'s room, at most `MAX_LISTED` of them.
+    /// `/who`: the nicks in `id`'s room, at most `MAX_LISTED` of them
+    /// (from every server, when the answer comes, if others share it).
     fn who(&mut self, id: usize, out: &mut impl Outbox) {
         let Some((_, room)) = locate(&self.members, &self.rooms, id) else {
             return;
+        };
+        let apart = match out.shared() {
+            true => match out.ask(id, Ask::Who(&room.name)) {
+                Asked::Sent => return,
+                Asked::Unreachable => true,
+                Asked::Local => false,
+            },
+            false => false,
         };
         fill(&mut self.scratch, format_args!("* {}: ", room.name));
         for (i, &other) in room.members.iter().take(MAX_LISTED).enumerate() {
@@ -566,12 +731,46 @@ impl ChatHub {
                 push(&mut self.scratch, format_args!("{sep}{nick}"));
             }
         }
-        finish_list(&mut self.scratch, room.members.len());
+        let shown = room.members.len().min(MAX_LISTED);
+        finish_list(&mut self.scratch, shown, room.members.len(), apart);
         out.send(id, &self.scratch);
     }
 
-    /// `/rooms`: room names with member counts, sorted, at most `MAX_LISTED`.
+    /// The other servers' answer to member `id`'s `/who` in `room`: up to
+    /// `MAX_LISTED` of its `total` members' nicks.
+    pub fn who_answer(
+        &mut self,
+        id: usize,
+        room: &str,
+        names: &[String],
+        total: u64,
+        out: &mut impl Outbox,
+    ) {
+        if member(&self.members, id).is_none() {
+            return;
+        }
+        fill(&mut self.scratch, format_args!("* {room}: "));
+        for (i, name) in names.iter().take(MAX_LISTED).enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            push(&mut self.scratch, format_args!("{sep}{name}"));
+        }
+        let shown = names.len().min(MAX_LISTED);
+        finish_list(&mut self.scratch, shown, total as usize, false);
+        out.send(id, &self.scratch);
+    }
+
+    /// `/rooms`: room names with member counts, sorted, at most
+    /// `MAX_LISTED` (summed over every server, when the answer comes, if
+    /// others share them).
     fn list_rooms(&mut self, id: usize, out: &mut impl Outbox) {
+        let apart = match out.shared() {
+            true => match out.ask(id, Ask::Rooms) {
+                Asked::Sent => return,
+                Asked::Unreachable => true,
+                Asked::Local => false,
+            },
+            false => false,
+        };
         fill(&mut self.scratch, format_args!("* rooms: "));
         // The BTreeMap iterates in name order: no sort, no allocation.
         for (i, (name, &index)) in self.room_index.iter().take(MAX_LISTED).enumerate() {
@@ -579,8 +778,45 @@ impl ChatHub {
             let size = room(&self.rooms, index).map_or(0, |r| r.members.len());
             push(&mut self.scratch, format_args!("{sep}{name} ({size})"));
         }
-        finish_list(&mut self.scratch, self.room_index.len());
+        let total = self.room_index.len();
+        finish_list(&mut self.scratch, total.min(MAX_LISTED), total, apart);
         out.send(id, &self.scratch);
+    }
+
+    /// The other servers' answer to member `id`'s `/rooms`: up to
+    /// `MAX_LISTED` of `total` rooms, sorted, with their sizes.
+    pub fn rooms_answer(
+        &mut self,
+        id: usize,
+        rooms: &[(String, u64)],
+        total: u64,
+        out: &mut impl Outbox,
+    ) {
+        if member(&self.members, id).is_none() {
+            return;
+        }
+        fill(&mut self.scratch, format_args!("* rooms: "));
+        for (i, (name, size)) in rooms.iter().take(MAX_LISTED).enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            push(&mut self.scratch, format_args!("{sep}{name} ({size})"));
+        }
+        let shown = rooms.len().min(MAX_LISTED);
+        finish_list(&mut self.scratch, shown, total as usize, false);
+        out.send(id, &self.scratch);
+    }
+
+    /// Every member: its id, room, nick, and whether the nick is custom
+    /// (for telling another server all that is here at once).
+    pub fn roster(&mut self, mut f: impl FnMut(usize, &str, &str, bool)) {
+        for (id, m) in self.members.iter().enumerate() {
+            let Some(m) = m else { continue };
+            let Some(room) = room(&self.rooms, m.room) else {
+                continue;
+            };
+            let custom = self.custom.contains_key(&id);
+            let nick = nick_text(&self.custom, self.guests, id, &mut self.name);
+            f(id, &room.name, nick, custom);
+        }
     }
 
     /// Removes member `id` (no-op if unknown), with the notice `why` asks for.
@@ -605,13 +841,26 @@ impl ChatHub {
         // The notice is formatted while the nick still exists; it goes out
         // after removal, so the room's list no longer holds the leaver.
         self.unplace(id);
+        if reason.is_some() {
+            self.notify(index, id, out);
+        }
+        // After the notice: the room is still subscribed when it goes out.
+        self.departed(id, index, out);
+        if let Some(nick) = self.pending.remove(&id) {
+            self.nicks.remove(&nick); // a reservation, never granted
+        }
+        if out.shared()
+            && let Some(nick) = self.custom.get(&id)
+        {
+            out.release(nick);
+        }
         self.rename(id, None); // frees a custom nick for others
         if let Some(slot) = self.members.get_mut(id) {
             *slot = None;
             self.count -= 1;
         }
-        if reason.is_some() {
-            self.notify(index, id, out);
+        if out.shared() {
+            out.gone(id);
         }
         self.reap(index);
     }
@@ -623,6 +872,42 @@ impl ChatHub {
             && room.members.len() <= self.notice_limit
         {
             room.broadcast(except, &self.scratch, out);
+        }
+    }
+
+    /// With other servers: member `id` is now in room `index` (its first
+    /// member here subscribes it).
+    fn arrived(&mut self, id: usize, index: u32, out: &mut impl Outbox) {
+        if !out.shared() {
+            return;
+        }
+        let Some(room) = room(&self.rooms, index) else {
+            return;
+        };
+        if room.members.len() == 1 {
+            out.subscribe(&room.name);
+        }
+        out.present(
+            &room.name,
+            nick_text(&self.custom, self.guests, id, &mut self.name),
+        );
+    }
+
+    /// With other servers: member `id` has left room `index` (its last
+    /// member here unsubscribes it). Called after `unplace`.
+    fn departed(&mut self, id: usize, index: u32, out: &mut impl Outbox) {
+        if !out.shared() {
+            return;
+        }
+        let Some(room) = room(&self.rooms, index) else {
+            return;
+        };
+        out.absent(
+            &room.name,
+            nick_text(&self.custom, self.guests, id, &mut self.name),
+        );
+        if room.members.is_empty() {
+            out.unsubscribe(&room.name);
         }
     }
 
@@ -751,10 +1036,17 @@ fn send_line(buf: &mut Vec<u8>, to: usize, out: &mut impl Outbox, args: fmt::Arg
     out.send(to, buf);
 }
 
-/// Ends a list of `total` items of which `MAX_LISTED` were shown.
-fn finish_list(buf: &mut Vec<u8>, total: usize) {
-    if total > MAX_LISTED {
-        push(buf, format_args!(", and {} more", total - MAX_LISTED));
+/// Ends a list of `total` items of which `shown` were shown; `apart`
+/// says it is this server's alone, the others being out of reach.
+fn finish_list(buf: &mut Vec<u8>, shown: usize, total: usize, apart: bool) {
+    if total > shown {
+        push(buf, format_args!(", and {} more", total - shown));
+    }
+    if apart {
+        push(
+            buf,
+            format_args!(" (this server only: the other servers are out of reach)"),
+        );
     }
     buf.push(b'\n');
 }
@@ -799,7 +1091,7 @@ mod tests {
     }
 
     /// Feeds `text` whole; asserts it was consumed entirely; returns the verdict.
-    fn say(hub: &mut ChatHub, id: usize, text: &str, out: &mut Sink) -> Verdict {
+    fn say(hub: &mut ChatHub, id: usize, text: &str, out: &mut impl Outbox) -> Verdict {
         let (used, verdict) = hub.input(id, text.as_bytes(), out);
         assert_eq!(used, text.len(), "all of {text:?} consumed");
         verdict
@@ -1297,5 +1589,243 @@ mod tests {
     fn idle_member_stays_small() {
         // room + slot, plus the Option's tag: 12 bytes per member slot.
         assert!(size_of::<Option<Member>>() <= 12);
+    }
+
+    /// An outbox with other servers behind it: records what the hub tells
+    /// them, and answers questions as `asked` says.
+    struct Shared {
+        sink: Sink,
+        told: Vec<String>,
+        asked: Asked,
+    }
+
+    impl Shared {
+        fn new(asked: Asked) -> Shared {
+            Shared {
+                sink: Sink::default(),
+                told: Vec::new(),
+                asked,
+            }
+        }
+
+        fn told(&mut self) -> Vec<String> {
+            std::mem::take(&mut self.told)
+        }
+    }
+
+    impl Outbox for Shared {
+        fn send(&mut self, to: usize, bytes: &[u8]) {
+            self.sink.send(to, bytes);
+        }
+        fn shared(&self) -> bool {
+            true
+        }
+        fn publish(&mut self, room: &str, _line: &[u8]) {
+            self.told.push(format!("publish {room}"));
+        }
+        fn has_peers(&self) -> bool {
+            true
+        }
+        fn subscribe(&mut self, room: &str) {
+            self.told.push(format!("subscribe {room}"));
+        }
+        fn unsubscribe(&mut self, room: &str) {
+            self.told.push(format!("unsubscribe {room}"));
+        }
+        fn present(&mut self, room: &str, nick: &str) {
+            self.told.push(format!("present {room} {nick}"));
+        }
+        fn absent(&mut self, room: &str, nick: &str) {
+            self.told.push(format!("absent {room} {nick}"));
+        }
+        fn renamed(&mut self, room: &str, old: &str, new: &str) {
+            self.told.push(format!("renamed {room} {old} {new}"));
+        }
+        fn release(&mut self, nick: &str) {
+            self.told.push(format!("release {nick}"));
+        }
+        fn gone(&mut self, id: usize) {
+            self.told.push(format!("gone {id}"));
+        }
+        fn ask(&mut self, id: usize, ask: Ask<'_>) -> Asked {
+            self.told.push(format!("ask {id} {ask:?}"));
+            self.asked
+        }
+    }
+
+    fn shared_hub(asked: Asked) -> (ChatHub, Shared) {
+        let mut hub = ChatHub::new(64);
+        hub.set_guests(Guests {
+            stride: 1,
+            tag: 0,
+            server: Some(0xabc),
+        });
+        (hub, Shared::new(asked))
+    }
+
+    #[test]
+    fn the_other_servers_hear_who_is_where() {
+        let (mut hub, mut out) = shared_hub(Asked::Sent);
+        hub.connect(0, &mut out);
+        hub.connect(1, &mut out);
+        assert_eq!(
+            out.told(),
+            [
+                "subscribe lobby",
+                "present lobby guest0-000abc",
+                // Joins are told to members elsewhere, even when alone here.
+                "publish lobby",
+                "present lobby guest1-000abc",
+                "publish lobby",
+            ]
+        );
+        assert!(out.sink.take(0).contains("you are guest0-000abc in lobby"));
+        say(&mut hub, 0, "/join attic\n", &mut out);
+        assert_eq!(
+            out.told(),
+            [
+                "publish lobby",
+                "absent lobby guest0-000abc",
+                "subscribe attic",
+                "present attic guest0-000abc",
+                "publish attic",
+            ]
+        );
+        hub.disconnect(1, Leave::Closed, &mut out);
+        assert_eq!(
+            out.told(),
+            [
+                "publish lobby",
+                "absent lobby guest1-000abc",
+                "unsubscribe lobby",
+                "gone 1"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_nick_is_reserved_here_and_taken_once_the_others_agree() {
+        let (mut hub, mut out) = shared_hub(Asked::Sent);
+        for id in 0..3 {
+            hub.connect(id, &mut out);
+        }
+        out.told();
+        out.sink.0.clear();
+        say(&mut hub, 0, "/nick ann\n", &mut out);
+        assert_eq!(out.told(), ["ask 0 Nick(\"ann\")"]);
+        assert_eq!(out.sink.take(0), "", "no answer before the other servers'");
+        // Reserved: another member here cannot take it meanwhile.
+        say(&mut hub, 1, "/nick ann\n", &mut out);
+        assert_eq!(out.sink.take(1), "ERROR nick ann is taken\n");
+        say(&mut hub, 0, "/nick bob\n", &mut out);
+        assert_eq!(
+            out.sink.take(0),
+            "ERROR a nick change is already under way\n"
+        );
+        out.told();
+        hub.nick_answer(0, "ann", true, &mut out);
+        assert_eq!(out.sink.take(0), "* you are now ann\n");
+        assert_eq!(out.sink.take(2), "* guest0-000abc is now ann\n");
+        out.sink.take(1);
+        assert_eq!(
+            out.told(),
+            ["publish lobby", "renamed lobby guest0-000abc ann"]
+        );
+        // Refused elsewhere: the reservation goes.
+        say(&mut hub, 1, "/nick cid\n", &mut out);
+        hub.nick_answer(1, "cid", false, &mut out);
+        assert_eq!(out.sink.take(1), "ERROR nick cid is taken\n");
+        say(&mut hub, 2, "/nick cid\n", &mut out);
+        assert_eq!(out.told().last().unwrap(), "ask 2 Nick(\"cid\")");
+        // Granted for a member that has gone: let go again.
+        hub.disconnect(2, Leave::Closed, &mut out);
+        out.told();
+        hub.nick_answer(2, "cid", true, &mut out);
+        assert_eq!(out.told(), ["release cid"]);
+        // A member leaving lets its nick go.
+        hub.disconnect(0, Leave::Closed, &mut out);
+        assert!(out.told().contains(&"release ann".to_string()));
+    }
+
+    #[test]
+    fn with_the_others_out_of_reach_nicks_stay_and_lists_say_so() {
+        let (mut hub, mut out) = shared_hub(Asked::Unreachable);
+        hub.connect(0, &mut out);
+        hub.connect(1, &mut out);
+        out.sink.0.clear();
+        say(&mut hub, 0, "/nick ann\n", &mut out);
+        assert_eq!(
+            out.sink.take(0),
+            "ERROR nicks cannot change while the other servers are out of reach; you are still guest0-000abc\n"
+        );
+        say(&mut hub, 0, "/who\n", &mut out);
+        assert_eq!(
+            out.sink.take(0),
+            "* lobby: guest0-000abc, guest1-000abc (this server only: the other servers are out of reach)\n"
+        );
+        say(&mut hub, 0, "/rooms\n", &mut out);
+        assert_eq!(
+            out.sink.take(0),
+            "* rooms: lobby (2) (this server only: the other servers are out of reach)\n"
+        );
+        // Back to its own default needs nobody's leave.
+        say(&mut hub, 1, "/nick guest1-000abc\n", &mut out);
+        assert_eq!(out.sink.take(1), "* you are now guest1-000abc\n");
+    }
+
+    #[test]
+    fn answers_from_the_other_servers_are_formatted_like_local_ones() {
+        let (mut hub, mut out) = shared_hub(Asked::Sent);
+        hub.connect(0, &mut out);
+        out.sink.0.clear();
+        say(&mut hub, 0, "/who\n", &mut out);
+        say(&mut hub, 0, "/rooms\n", &mut out);
+        assert_eq!(out.sink.take(0), "", "both wait for their answers");
+        let names: Vec<String> = (0..MAX_LISTED).map(|i| format!("n{i:03}")).collect();
+        hub.who_answer(0, "lobby", &names, 250, &mut out);
+        let who = out.sink.take(0);
+        assert!(who.starts_with("* lobby: n000, n001, "), "{who}");
+        assert!(who.ends_with("n099, and 150 more\n"), "{who}");
+        let rooms = vec![("attic".to_string(), 3), ("lobby".to_string(), 1)];
+        hub.rooms_answer(0, &rooms, 2, &mut out);
+        assert_eq!(out.sink.take(0), "* rooms: attic (3), lobby (1)\n");
+        hub.no_answer(0, &mut out);
+        assert!(
+            out.sink
+                .take(0)
+                .starts_with("ERROR the other servers went out of reach")
+        );
+        // Answers for a member that has gone go nowhere.
+        hub.disconnect(0, Leave::Closed, &mut out);
+        out.sink.0.clear();
+        hub.who_answer(0, "lobby", &names, 250, &mut out);
+        assert!(out.sink.0.is_empty());
+    }
+
+    #[test]
+    fn a_nick_taken_elsewhere_while_apart_is_given_up() {
+        let (mut hub, mut out) = shared_hub(Asked::Sent);
+        hub.connect(0, &mut out);
+        hub.connect(1, &mut out);
+        say(&mut hub, 0, "/nick ann\n", &mut out);
+        hub.nick_answer(0, "ann", true, &mut out);
+        out.sink.0.clear();
+        out.told();
+        let mut roster = Vec::new();
+        hub.roster(|id, room, nick, custom| roster.push(format!("{id} {room} {nick} {custom}")));
+        assert_eq!(roster, ["0 lobby ann true", "1 lobby guest1-000abc false"]);
+        hub.nick_lost(0, "ann", &mut out);
+        assert_eq!(
+            out.sink.take(0),
+            "* your nick ann was taken on another server while the servers were apart; you are guest0-000abc again\n"
+        );
+        assert_eq!(out.sink.take(1), "* ann is now guest0-000abc\n");
+        assert_eq!(
+            out.told(),
+            ["publish lobby", "renamed lobby ann guest0-000abc"]
+        );
+        // The nick is free here again.
+        say(&mut hub, 1, "/nick ann\n", &mut out);
+        assert_eq!(out.told(), ["ask 1 Nick(\"ann\")"]);
     }
 }

@@ -14,7 +14,7 @@ pub mod http;
 pub mod resp;
 pub mod ws;
 
-pub use answer::{Outbox, Verdict};
+pub use answer::{Ask, Asked, Outbox, Verdict};
 
 /// Which service a listener serves (what its clients speak).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,7 +1,31 @@
 //! A line's envelope on the bus (`1 NODE.LOOP STREAM SEQ\n` and the line),
 //! and the receiver's check of each origin's order.
 
-use super::{Heard, Origin};
+/// Who this loop is on the bus: its process's node id and its own index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// Drawn at random when the process starts; shared by its loops.
+    pub node: u64,
+    /// The loop's index in its process.
+    pub lane: u16,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}.{}", self.node, self.lane)
+    }
+}
+
+/// What a receiver knows of one origin's stream in a room.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Heard {
+    /// The origin.
+    origin: Origin,
+    /// Its stream in this room.
+    stream: u32,
+    /// The last line number heard.
+    seq: u64,
+}
 
 /// The origin, stream, number and line of an envelope.
 pub(super) fn parse_envelope(payload: &[u8]) -> Option<(Origin, u32, u64, &[u8])> {

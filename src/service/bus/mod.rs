@@ -79,6 +79,7 @@ use std::time::Duration;
 
 use log::{info, warn};
 
+use super::answer::{Ask, Asked};
 use super::resp::{self, Value};
 
 mod envelope;
@@ -86,7 +87,8 @@ mod scripts;
 #[cfg(test)]
 mod tests;
 
-use envelope::{parse_envelope, take_in_order};
+pub use envelope::Origin;
+use envelope::{Heard, parse_envelope, take_in_order};
 use scripts::{CLAIM_SCRIPT, RELEASE_SCRIPT, ROOMS_SCRIPT, WHO_SCRIPT, WIPE_SCRIPT};
 
 /// Which of a loop's two Redis connections.
@@ -162,21 +164,6 @@ pub struct BusConfig {
     pub lease: Duration,
 }
 
-/// Who this loop is on the bus: its process's node id and its own index.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Origin {
-    /// Drawn at random when the process starts; shared by its loops.
-    pub node: u64,
-    /// The loop's index in its process.
-    pub lane: u16,
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:016x}.{}", self.node, self.lane)
-    }
-}
-
 /// How the bus stands, as `/stats` shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum BusState {
@@ -205,26 +192,6 @@ pub struct BusStats {
     pub reconnects: u64,
     /// Bytes waiting for Redis now.
     pub queued: u64,
-}
-
-/// A question a member asked that Redis answers.
-#[derive(Clone, Copy, Debug)]
-pub enum Ask<'a> {
-    /// `/who` in room `room`.
-    Who(&'a str),
-    /// `/rooms`.
-    Rooms,
-    /// `/nick NAME`.
-    Nick(&'a str),
-}
-
-/// Whether an asked question goes to Redis.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Asked {
-    /// It was sent; the answer comes as an [`Event`].
-    Sent,
-    /// Redis cannot be asked now.
-    Unreachable,
 }
 
 /// What the bus has for the loop and the hub, taken with [`Bus::events`].
@@ -399,17 +366,6 @@ impl Side {
         resp::command(&mut self.out, args);
         self.queued.push_back(wait);
     }
-}
-
-/// What a receiver knows of one origin's stream in a room.
-#[derive(Clone, Copy, Debug)]
-struct Heard {
-    /// The origin.
-    origin: Origin,
-    /// Its stream in this room.
-    stream: u32,
-    /// The last line number heard.
-    seq: u64,
 }
 
 /// A room with members on this loop, as the bus sees it.
