@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, Limits};
+use crate::config::{BusSettings, Config, Limits};
 use crate::service::http::HttpConfig;
 use crate::units::{parse_duration, parse_size};
 
@@ -136,9 +136,30 @@ pub struct ServeArgs {
     /// Event loops, one per thread, sharing the ports through SO_REUSEPORT
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
+    /// Share chat rooms with every server on this Redis (and prefix): redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]
+    #[arg(long, value_name = "URL")]
+    pub bus: Option<crate::config::BusUrl>,
+    /// Prefix of the bus's keys and channels, so deployments can share one Redis
+    #[arg(long, value_name = "NAME", default_value = "reactor", value_parser = crate::config::parse_bus_prefix)]
+    pub bus_prefix: String,
+    /// Chat lines waiting for Redis (while it is slow or down) past which lines are dropped, counted
+    #[arg(long, value_name = "BYTES", default_value = "4m", value_parser = parse_size)]
+    pub bus_queue: usize,
+    /// A server killed without a goodbye leaves /who elsewhere within this long
+    #[arg(long, value_name = "DUR", default_value = "15s", value_parser = parse_lease)]
+    pub bus_lease: Duration,
     /// error, warn, info, debug or trace (trace narrates every event)
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: log::LevelFilter,
+}
+
+/// Parses `--bus-lease`: a duration of whole seconds, at least 1.
+fn parse_lease(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d.subsec_nanos() != 0 {
+        return Err(format!("'{s}': a lease is whole seconds, at least 1"));
+    }
+    Ok(d)
 }
 
 impl ServeArgs {
@@ -191,6 +212,12 @@ impl ServeArgs {
             reuse_port: self.reuse_port || self.threads > 1,
             threads: usize::from(self.threads),
             handle_signals: true,
+            bus: self.bus.clone().map(|url| BusSettings {
+                url,
+                prefix: self.bus_prefix.clone(),
+                queue_cap: self.bus_queue,
+                lease: self.bus_lease,
+            }),
             limits,
             ..base
         }
@@ -269,5 +296,26 @@ mod tests {
         let l = parse(&["--ws-max-message", "16m"]);
         assert_eq!(l.ws_max_message, 16 << 20);
         assert_eq!(l.max_line, 4096, "the chat's limit is apart");
+    }
+
+    #[test]
+    fn bus_flags() {
+        let parse = |extra: &[&str]| {
+            let args = [&["reactor", "serve", "--chat", "127.0.0.1:0"], extra].concat();
+            Cli::try_parse_from(args).map(|c| match c.command {
+                Command::Serve(a) => a.to_config().bus,
+                _ => panic!("not serve"),
+            })
+        };
+        assert_eq!(parse(&[]).unwrap(), None);
+        let b = parse(&["--bus", "redis://10.0.0.2:6380/1", "--bus-prefix", "prod"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.url.to_string(), "10.0.0.2:6380/1");
+        assert_eq!((b.prefix.as_str(), b.queue_cap), ("prod", 4 << 20));
+        assert_eq!(b.lease, Duration::from_secs(15));
+        assert!(parse(&["--bus", "10.0.0.2:6380"]).is_err(), "not a URL");
+        assert!(parse(&["--bus", "redis://h", "--bus-lease", "500ms"]).is_err());
+        assert!(parse(&["--bus", "redis://h", "--bus-prefix", "a:b"]).is_err());
     }
 }

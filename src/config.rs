@@ -59,8 +59,113 @@ pub struct Config {
     /// Install SIGINT/SIGTERM handling (the binary does; in-process tests
     /// stop the server through a `Handle` instead).
     pub handle_signals: bool,
+    /// The Redis bus chat rooms are shared over with other servers.
+    pub bus: Option<BusSettings>,
     /// The limits.
     pub limits: Limits,
+}
+
+/// Chat rooms shared with every server on the same Redis and prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusSettings {
+    /// Where Redis is.
+    pub url: BusUrl,
+    /// Prefix of every key and channel (`--bus-prefix`).
+    pub prefix: String,
+    /// Bytes of lines waiting for Redis, past which lines are dropped
+    /// (`--bus-queue`).
+    pub queue_cap: usize,
+    /// How long a server's lease lasts (`--bus-lease`).
+    pub lease: Duration,
+}
+
+/// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusUrl {
+    /// A name or an address (IPv6 in brackets).
+    pub host: String,
+    /// 6379 unless given.
+    pub port: u16,
+    /// 0 unless given.
+    pub db: u32,
+    /// The ACL user, if given.
+    pub user: Option<String>,
+    /// The password, if given.
+    pub password: Option<String>,
+}
+
+impl std::str::FromStr for BusUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<BusUrl, String> {
+        let bad = |why: &str| {
+            format!("'{s}': {why} (expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])")
+        };
+        let rest = s
+            .strip_prefix("redis://")
+            .ok_or_else(|| bad("not a redis:// URL"))?;
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((auth, rest)) => (Some(auth), rest),
+            None => (None, rest),
+        };
+        let (hostport, db) = match rest.split_once('/') {
+            Some((hp, "")) => (hp, 0),
+            Some((hp, db)) => (
+                hp,
+                db.parse()
+                    .map_err(|_| bad("the database is not a number"))?,
+            ),
+            None => (rest, 0),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') && (!h.starts_with('[') || h.ends_with(']')) => {
+                (h, p.parse().map_err(|_| bad("the port is not a number"))?)
+            }
+            _ => (hostport, 6379),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let (user, password) = match auth.map(|a| a.split_once(':')) {
+            None => (None, None),
+            Some(None) => return Err(bad("a user with no password")),
+            Some(Some((u, p))) => ((!u.is_empty()).then(|| u.to_string()), Some(p.to_string())),
+        };
+        Ok(BusUrl {
+            host: host.to_string(),
+            port,
+            db,
+            user,
+            password,
+        })
+    }
+}
+
+impl std::fmt::Display for BusUrl {
+    /// `HOST:PORT[/DB]`, without the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.host.contains(':') {
+            true => write!(f, "[{}]:{}", self.host, self.port)?,
+            false => write!(f, "{}:{}", self.host, self.port)?,
+        }
+        if self.db != 0 {
+            write!(f, "/{}", self.db)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a `--bus-prefix`: 1 to 64 of `[A-Za-z0-9_.-]`.
+pub fn parse_bus_prefix(s: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("'{s}': a prefix is 1 to 64 of A-Z a-z 0-9 _ . -"))
+    }
 }
 
 /// Every limit the reactor enforces. See `docs/LIMITS.md`.
@@ -204,6 +309,7 @@ impl Config {
             reuse_port: false,
             threads: 1,
             handle_signals: false,
+            bus: None,
             limits: Limits::default(),
         }
     }
@@ -220,5 +326,43 @@ impl Config {
             http: parse(DEFAULT_HTTP),
             ..Config::empty()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_urls() {
+        let u: BusUrl = "redis://127.0.0.1:6380/2".parse().unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.db), ("127.0.0.1", 6380, 2));
+        assert_eq!(u.to_string(), "127.0.0.1:6380/2");
+        let u: BusUrl = "redis://redis".parse().unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.db, u.password),
+            ("redis", 6379, 0, None)
+        );
+        let u: BusUrl = "redis://:s3cret@h:1/".parse().unwrap();
+        assert_eq!((u.user, u.password.as_deref()), (None, Some("s3cret")));
+        let u: BusUrl = "redis://ann:p@ss@h".parse().unwrap();
+        assert_eq!(
+            (u.user.as_deref(), u.password.as_deref()),
+            (Some("ann"), Some("p@ss"))
+        );
+        let u: BusUrl = "redis://[::1]:7000".parse().unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 7000));
+        assert_eq!(u.to_string(), "[::1]:7000");
+        for bad in [
+            "http://h",
+            "redis://",
+            "redis://h:x",
+            "redis://h/x",
+            "redis://ann@h",
+        ] {
+            assert!(bad.parse::<BusUrl>().is_err(), "{bad}");
+        }
+        assert!(parse_bus_prefix("reactor-prod.1").is_ok());
+        assert!(parse_bus_prefix("a b").is_err() && parse_bus_prefix("").is_err());
     }
 }

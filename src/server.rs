@@ -8,19 +8,20 @@
 //! but chat lines (`proto/loops.rs`). The Unix socket, which cannot be
 //! shared that way, is served by the first loop.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use log::info;
 use mio::Waker;
 
-use crate::config::{Bind, Config};
+use crate::config::{Bind, BusSettings, Config};
 use crate::core::{ListenSocket, Reactor, Stopper};
 use crate::error::{Error, Result};
 use crate::listen;
 use crate::proto::{Protocols, Socket, UdpEcho, loops};
 use crate::service::Service;
+use crate::service::bus::{self, Bus, BusConfig, Origin};
 use crate::service::chat::Guests;
 use crate::stats::Stats;
 use crate::tls::TlsSetup;
@@ -107,20 +108,21 @@ impl Server {
         }
         if n > 1 {
             let wakers: Vec<Arc<Waker>> = server.loops.iter().map(Reactor::waker).collect();
-            for (i, (r, bus)) in server
-                .loops
-                .iter_mut()
-                .zip(loops::mesh(&wakers))
-                .enumerate()
-            {
-                r.app.loops = Some(bus);
-                r.app.chat.set_guests(Guests {
-                    stride: n,
-                    tag: i,
-                    server: None,
-                });
+            for (r, mesh) in server.loops.iter_mut().zip(loops::mesh(&wakers)) {
+                r.app.loops = Some(mesh);
             }
             info!("{n} event loops share these ports (SO_REUSEPORT)");
+        }
+        let node = match &config.bus {
+            Some(settings) => Some(join_bus(&mut server.loops, settings)?),
+            None => None,
+        };
+        for (i, r) in server.loops.iter_mut().enumerate() {
+            r.app.chat.set_guests(Guests {
+                stride: n,
+                tag: i,
+                server: node.map(|node| (node & 0xff_ffff) as u32),
+            });
         }
         // Every listener is open: each loop's share of the connections can
         // be fitted under the open-files limit now, on this thread, so no
@@ -223,6 +225,40 @@ fn open(
             Ok(Some(local))
         }
     }
+}
+
+/// Gives every loop its end of the Redis bus (each loop is an origin on
+/// it: `NODE.LOOP`); returns this process's node id.
+fn join_bus(loops: &mut [Reactor<Protocols>], settings: &BusSettings) -> Result<u64> {
+    let url = &settings.url;
+    let addr = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| Error::Config(format!("bus: cannot resolve {url}: {e}")))?
+        .next()
+        .ok_or_else(|| Error::Config(format!("bus: {url} resolves to no address")))?;
+    let node = bus::random_node();
+    for (i, r) in loops.iter_mut().enumerate() {
+        let config = BusConfig {
+            addr: url.to_string(),
+            prefix: settings.prefix.clone(),
+            db: url.db,
+            user: url.user.clone(),
+            password: url.password.clone(),
+            queue_cap: settings.queue_cap,
+            lease: settings.lease,
+        };
+        let origin = Origin {
+            node,
+            lane: i as u16,
+        };
+        r.app.bus = Some(Box::new(Bus::new(config, origin)));
+        r.app.bus_addr = Some(addr);
+    }
+    info!(
+        "bus: chat rooms shared over redis at {url} ({addr}), prefix {}, node {node:016x}",
+        settings.prefix
+    );
+    Ok(node)
 }
 
 /// Runs one loop to its end, then publishes and logs its final counters.

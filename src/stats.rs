@@ -59,6 +59,83 @@ pub struct Stats {
     pub client_memory: u64,
     /// Connections open now, by the service they speak (gauges).
     pub open_by: OpenBy,
+    /// The Redis bus (`--bus`), if there is one.
+    pub bus: BusFigures,
+}
+
+/// The chat bus's figures (all zero without `--bus`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BusFigures {
+    /// 0: no bus; 1: down; 2: connecting; 3: up. Over several loops, the
+    /// worst of them.
+    pub state: u64,
+    /// Lines published to Redis (acknowledged).
+    pub published: u64,
+    /// Lines from other servers delivered here.
+    pub received: u64,
+    /// Lines not sent: the queue to Redis was full.
+    pub dropped: u64,
+    /// Lines from other servers that never arrived (gaps in their numbers).
+    pub lost: u64,
+    /// The last ping's round trip, in microseconds (the largest over loops).
+    pub rtt_us: u64,
+    /// Connections to Redis made again after one was lost.
+    pub reconnects: u64,
+    /// Bytes waiting for Redis now.
+    pub queued: u64,
+}
+
+impl Stats {
+    /// These counters with `bus`'s figures, if there is a bus.
+    pub fn with_bus(mut self, bus: Option<&crate::service::bus::Bus>) -> Stats {
+        if let Some(bus) = bus {
+            self.bus = BusFigures::of(bus);
+        }
+        self
+    }
+}
+
+impl BusFigures {
+    /// The figures of one loop's bus.
+    pub fn of(bus: &crate::service::bus::Bus) -> BusFigures {
+        let s = bus.stats();
+        BusFigures {
+            state: bus.state() as u64,
+            published: s.published,
+            received: s.received,
+            dropped: s.dropped,
+            lost: s.lost,
+            rtt_us: s.rtt_us,
+            reconnects: s.reconnects,
+            queued: s.queued,
+        }
+    }
+}
+
+impl std::ops::AddAssign for BusFigures {
+    fn add_assign(&mut self, o: BusFigures) {
+        let BusFigures {
+            state,
+            published,
+            received,
+            dropped,
+            lost,
+            rtt_us,
+            reconnects,
+            queued,
+        } = o;
+        self.state = match (self.state, state) {
+            (0, s) | (s, 0) => s,
+            (a, b) => a.min(b),
+        };
+        self.published += published;
+        self.received += received;
+        self.dropped += dropped;
+        self.lost += lost;
+        self.rtt_us = self.rtt_us.max(rtt_us);
+        self.reconnects += reconnects;
+        self.queued += queued;
+    }
 }
 
 impl Stats {
@@ -160,6 +237,7 @@ impl std::ops::AddAssign for Stats {
             memory_episodes,
             client_memory,
             open_by,
+            bus,
         } = o;
         self.accepted += accepted;
         self.refused += refused;
@@ -183,6 +261,7 @@ impl std::ops::AddAssign for Stats {
         self.memory_episodes += memory_episodes;
         self.client_memory += client_memory;
         self.open_by += open_by;
+        self.bus += bus;
     }
 }
 
@@ -228,9 +307,10 @@ pub struct Figures<'a> {
 
 impl Figures<'_> {
     /// Every figure as (name, kind, help, value): one list for both formats.
-    fn figures(&self) -> [(&'static str, &'static str, &'static str, u64); 32] {
+    fn figures(&self) -> [(&'static str, &'static str, &'static str, u64); 40] {
         let s = self.stats;
         let by = s.open_by;
+        let bus = s.bus;
         [
             ("accepted", "counter", "Connections accepted.", s.accepted),
             (
@@ -361,6 +441,54 @@ impl Figures<'_> {
                 self.members as u64,
             ),
             ("chat_rooms", "gauge", "Chat rooms now.", self.rooms as u64),
+            (
+                "bus_state",
+                "gauge",
+                "Redis bus: 0 none, 1 down, 2 connecting, 3 up.",
+                bus.state,
+            ),
+            (
+                "bus_published",
+                "counter",
+                "Chat lines published to the bus.",
+                bus.published,
+            ),
+            (
+                "bus_received",
+                "counter",
+                "Chat lines from other servers delivered here.",
+                bus.received,
+            ),
+            (
+                "bus_dropped",
+                "counter",
+                "Chat lines not sent: the queue to Redis was full.",
+                bus.dropped,
+            ),
+            (
+                "bus_lost",
+                "counter",
+                "Chat lines from other servers that never arrived.",
+                bus.lost,
+            ),
+            (
+                "bus_rtt_us",
+                "gauge",
+                "Round trip of the last ping to Redis, microseconds.",
+                bus.rtt_us,
+            ),
+            (
+                "bus_reconnects",
+                "counter",
+                "Connections to Redis made again after one was lost.",
+                bus.reconnects,
+            ),
+            (
+                "bus_queued",
+                "gauge",
+                "Bytes waiting to be sent to Redis.",
+                bus.queued,
+            ),
             (
                 "rss_kib",
                 "gauge",

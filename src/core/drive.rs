@@ -568,7 +568,7 @@ fn connected<A: App>(app: &mut A, core: &mut Core<A>, key: usize, conn: &mut Con
 /// Closing one may order more (what it tells others): the loop takes those
 /// too, one after another, never nested.
 #[inline]
-fn run_orders<A: App>(app: &mut A, core: &mut Core<A>) {
+pub(super) fn run_orders<A: App>(app: &mut A, core: &mut Core<A>) {
     if !core.orders.is_empty() {
         run_orders_now(app, core);
     }

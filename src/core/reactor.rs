@@ -261,6 +261,7 @@ impl<A: App> Reactor<A> {
             self.flush_fanout();
         }
         self.app.before_sleep(&mut self.core);
+        drive::run_orders(&mut self.app, &mut self.core);
         self.check_memory();
         if !self.core.closed.is_empty() {
             self.free_closed();
@@ -450,6 +451,7 @@ impl<A: App> Reactor<A> {
                         self.begin_shutdown("shutdown requested");
                     }
                     self.app.woken(&mut self.core);
+                    drive::run_orders(&mut self.app, &mut self.core);
                 }
                 Token(key) => self.on_ready(key, ready, event.is_read_closed()),
             }
@@ -504,6 +506,7 @@ impl<A: App> Reactor<A> {
         if let Some(slot) = self.core.slab.get_mut(key) {
             *slot = Slot::Source(s);
         }
+        drive::run_orders(&mut self.app, &mut self.core);
         if again {
             self.core.defer(key);
         }
@@ -590,6 +593,7 @@ impl<A: App> Reactor<A> {
     fn cron(&mut self, now: Millis) {
         self.next_cron = now + CRON_MS;
         self.app.cron(&mut self.core);
+        drive::run_orders(&mut self.app, &mut self.core);
         self.end_memory_episode(now);
         if now / 1000 != (now - CRON_MS.min(now)) / 1000 {
             self.core.pool.trim();

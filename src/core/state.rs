@@ -297,7 +297,9 @@ impl<A: Kinds> Core<A> {
     }
 
     /// Asks for `order` on connection `key` (not the one being driven: its
-    /// hook answers with an `Act` instead). Carried out when the turn ends.
+    /// hook answers with an `Act` instead). Carried out when the asking
+    /// hook returns (a connection's turn, or a loop-level hook: `cron`,
+    /// `woken`, `before_sleep`, `source_ready`).
     pub fn order(&mut self, key: usize, order: Order) {
         self.orders.push((key, order));
     }

@@ -20,8 +20,9 @@ use log::info;
 use crate::buf::{CHUNK, Pool};
 use crate::config::Limits;
 use crate::core::{Core, Link, Millis, Why};
+use crate::service::bus::Bus;
 use crate::service::chat::{ChatHub, Leave};
-use crate::service::{Outbox, Verdict};
+use crate::service::{Ask, Asked, Outbox, Verdict};
 use crate::stats::{OpenBy, Stats};
 
 use super::frames::{close_policy, frame_lines};
@@ -134,8 +135,107 @@ pub(super) struct ChatOut<'a, 'io> {
     limits: &'a Limits,
     /// Members over their caps, dropped after the hub call.
     too_slow: &'a mut Vec<usize>,
+    /// Who else shares the rooms.
+    peers: Peers<'a>,
+}
+
+/// Who shares this loop's rooms: the process's other loops (`--threads`)
+/// and the other servers (`--bus`).
+pub(super) struct Peers<'a> {
     /// The other loops of this process, when there are several.
-    bus: Option<&'a loops::Bus>,
+    loops: Option<&'a loops::Mesh>,
+    /// The Redis bus to the other servers, if there is one.
+    bus: Option<&'a mut Bus>,
+}
+
+impl<'a> Peers<'a> {
+    /// Everyone `app` shares its rooms with.
+    pub fn of(loops: &'a Option<loops::Mesh>, bus: &'a mut Option<Box<Bus>>) -> Peers<'a> {
+        Peers {
+            loops: loops.as_ref(),
+            bus: bus.as_deref_mut(),
+        }
+    }
+
+    /// No one: for lines that came from elsewhere and stop here.
+    pub fn none() -> Peers<'a> {
+        Peers {
+            loops: None,
+            bus: None,
+        }
+    }
+}
+
+/// The `Outbox` hooks that reach the loops and servers sharing the rooms,
+/// the same for every outbox here (each has a `peers` field).
+macro_rules! peer_hooks {
+    () => {
+        fn publish(&mut self, room: &str, line: &[u8]) {
+            if let Some(loops) = self.peers.loops {
+                loops.publish(room, line);
+            }
+            if let Some(bus) = self.peers.bus.as_deref_mut() {
+                bus.publish(room, line);
+            }
+        }
+
+        fn has_peers(&self) -> bool {
+            self.peers.loops.is_some() || self.peers.bus.is_some()
+        }
+
+        fn shared(&self) -> bool {
+            self.peers.bus.is_some()
+        }
+
+        fn subscribe(&mut self, room: &str) {
+            if let Some(bus) = self.peers.bus.as_deref_mut() {
+                bus.subscribe(room);
+            }
+        }
+
+        fn unsubscribe(&mut self, room: &str) {
+            if let Some(bus) = self.peers.bus.as_deref_mut() {
+                bus.unsubscribe(room);
+            }
+        }
+
+        fn present(&mut self, room: &str, nick: &str) {
+            if let Some(bus) = self.peers.bus.as_deref_mut() {
+                bus.present(room, nick, true);
+            }
+        }
+
+        fn absent(&mut self, room: &str, nick: &str) {
+            if let Some(bus) = self.peers.bus.as_deref_mut() {
+                bus.absent(room, nick);
+            }
+        }
+
+        fn renamed(&mut self, room: &str, old: &str, new: &str) {
+            if let Some(bus) = self.peers.bus.as_deref_mut() {
+                bus.renamed(room, old, new);
+            }
+        }
+
+        fn release(&mut self, nick: &str) {
+            if let Some(bus) = self.peers.bus.as_deref_mut() {
+                bus.release(nick);
+            }
+        }
+
+        fn gone(&mut self, id: usize) {
+            if let Some(bus) = self.peers.bus.as_deref_mut() {
+                bus.gone(id);
+            }
+        }
+
+        fn ask(&mut self, id: usize, ask: Ask<'_>) -> Asked {
+            match self.peers.bus.as_deref_mut() {
+                Some(bus) => bus.ask(id, ask),
+                None => Asked::Local,
+            }
+        }
+    };
 }
 
 impl Outbox for ChatOut<'_, '_> {
@@ -164,19 +264,11 @@ impl Outbox for ChatOut<'_, '_> {
         }
     }
 
-    fn publish(&mut self, room: &str, line: &[u8]) {
-        if let Some(bus) = self.bus {
-            bus.publish(room, line);
-        }
-    }
-
-    fn has_peers(&self) -> bool {
-        self.bus.is_some()
-    }
-
     fn full(&self, id: usize) -> bool {
         id == self.io.key && self.io.full()
     }
+
+    peer_hooks!();
 }
 
 /// Queues `bytes` (whole lines) for a member, framed if it speaks frames;
@@ -269,7 +361,7 @@ pub(super) fn hub<R>(
         me,
         limits: &app.limits,
         too_slow: &mut app.too_slow,
-        bus: app.loops.as_ref(),
+        peers: Peers::of(&app.loops, &mut app.bus),
     };
     let r = f(&mut app.chat, &mut out);
     if drop_too_slow(&mut app.chat, &mut out, &mut app.stats) {
@@ -353,35 +445,98 @@ fn drop_peer(core: &mut Core<Protocols>, key: usize) -> bool {
 /// Delivers the chat lines this process's other loops published to this
 /// loop's members.
 pub(super) fn take_from_loops(app: &mut Protocols, core: &mut Core<Protocols>) {
-    let Some(bus) = app.loops.take() else {
+    let Some(mesh) = app.loops.take() else {
         return;
     };
-    for msg in bus.take() {
-        let mut out = CoreOut {
+    for msg in mesh.take() {
+        deliver_here(
+            &app.chat,
             core,
-            limits: &app.limits,
-            too_slow: &mut app.too_slow,
-        };
-        app.chat.deliver(&msg.room, &msg.line, &mut out);
-        while let Some(key) = out.too_slow.pop() {
-            if drop_peer(out.core, key) {
-                app.stats.slow_dropped += 1;
-                info!("chat: dropping member (token {key}): over its output limit");
-                app.chat.disconnect(key, Leave::TooSlow, &mut out);
-            }
-        }
+            &app.limits,
+            &mut app.too_slow,
+            &msg.room,
+            &msg.line,
+        );
     }
-    app.loops = Some(bus);
+    app.loops = Some(mesh);
+    drop_slow(app, core);
 }
 
-/// The hub's `Outbox` when no member is in hand (lines from other loops).
-struct CoreOut<'a> {
+/// Delivers `line`, said in `room` elsewhere (another loop, another
+/// server), to this loop's members of the room. Members it takes over
+/// their caps are left in `too_slow` for [`drop_slow`].
+pub(super) fn deliver_here(
+    chat: &ChatHub,
+    core: &mut Core<Protocols>,
+    limits: &Limits,
+    too_slow: &mut Vec<usize>,
+    room: &str,
+    line: &[u8],
+) {
+    let mut out = CoreOut {
+        core,
+        limits,
+        too_slow,
+        peers: Peers::none(),
+    };
+    chat.deliver(room, line, &mut out);
+}
+
+/// Drops the members a delivery took over their caps, telling their rooms
+/// (and whoever shares them).
+pub(super) fn drop_slow(app: &mut Protocols, core: &mut Core<Protocols>) {
+    if app.too_slow.is_empty() {
+        return;
+    }
+    let mut slow = std::mem::take(&mut app.too_slow);
+    let mut out = CoreOut {
+        core,
+        limits: &app.limits,
+        too_slow: &mut app.too_slow,
+        peers: Peers::of(&app.loops, &mut app.bus),
+    };
+    while let Some(key) = slow.pop() {
+        if drop_peer(out.core, key) {
+            app.stats.slow_dropped += 1;
+            info!("chat: dropping member (token {key}): over its output limit");
+            app.chat.disconnect(key, Leave::TooSlow, &mut out);
+        }
+        // Notices of the drop may take others over their caps in turn.
+        slow.append(out.too_slow);
+    }
+    app.too_slow = slow;
+}
+
+/// Runs `f` on the hub with an outbox for no member in particular (an
+/// answer from the other servers, a notice to a room), then drops the
+/// members it took over their caps.
+pub(super) fn hub_here<R>(
+    app: &mut Protocols,
+    core: &mut Core<Protocols>,
+    f: impl FnOnce(&mut ChatHub, &mut CoreOut<'_>) -> R,
+) -> R {
+    let mut out = CoreOut {
+        core,
+        limits: &app.limits,
+        too_slow: &mut app.too_slow,
+        peers: Peers::of(&app.loops, &mut app.bus),
+    };
+    let r = f(&mut app.chat, &mut out);
+    drop_slow(app, core);
+    r
+}
+
+/// The hub's `Outbox` when no member is in hand (lines from elsewhere,
+/// answers from the other servers).
+pub(super) struct CoreOut<'a> {
     /// The loop's connections.
     core: &'a mut Core<Protocols>,
     /// The caps.
     limits: &'a Limits,
     /// Members over their caps.
     too_slow: &'a mut Vec<usize>,
+    /// Who else shares the rooms.
+    peers: Peers<'a>,
 }
 
 impl Outbox for CoreOut<'_> {
@@ -390,4 +545,6 @@ impl Outbox for CoreOut<'_> {
             self.too_slow.push(to);
         }
     }
+
+    peer_hooks!();
 }

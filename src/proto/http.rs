@@ -115,12 +115,17 @@ struct Live<'a> {
     chat: (usize, usize),
     /// The loop's clock (ms since it started).
     uptime_ms: u64,
+    /// The Redis bus, if there is one.
+    bus: Option<&'a crate::service::bus::Bus>,
 }
 
 impl Live<'_> {
     /// Renders through the one list of figures.
     fn with(&self, render: impl FnOnce(&Figures<'_>)) {
-        let stats = self.stats.with_core(self.counters, self.open, self.held);
+        let stats = self
+            .stats
+            .with_core(self.counters, self.open, self.held)
+            .with_bus(self.bus);
         render(&Figures {
             stats: &stats,
             members: self.chat.0,
@@ -179,6 +184,7 @@ impl Http {
                 held: crate::core::held_by_connections(&io.core.pool),
                 chat: (app.chat.members(), app.chat.rooms()),
                 uptime_ms: io.now(),
+                bus: app.bus.as_deref(),
             };
             // HTTPS responses carry HSTS: a fixed line after `Date`.
             let mut room = [0; FIXED_MAX];

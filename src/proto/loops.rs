@@ -35,9 +35,9 @@ struct Peer {
     unread: Arc<AtomicBool>,
 }
 
-/// One loop's end of the bus: the other loops' inboxes and its own.
+/// One loop's end of the mesh: the other loops' inboxes and its own.
 #[derive(Debug)]
-pub struct Bus {
+pub struct Mesh {
     /// Every other loop.
     peers: Vec<Peer>,
     /// Lines from the other loops.
@@ -46,7 +46,7 @@ pub struct Bus {
     unread: Arc<AtomicBool>,
 }
 
-impl Bus {
+impl Mesh {
     /// Sends `line` for room `room` to every other loop.
     pub fn publish(&self, room: &str, line: &[u8]) {
         for peer in &self.peers {
@@ -71,8 +71,8 @@ impl Bus {
     }
 }
 
-/// Connects loops whose wakers are `wakers` (index = loop): one `Bus` each.
-pub fn mesh(wakers: &[Arc<Waker>]) -> Vec<Bus> {
+/// Connects loops whose wakers are `wakers` (index = loop): one `Mesh` each.
+pub fn mesh(wakers: &[Arc<Waker>]) -> Vec<Mesh> {
     let ends: Vec<(Sender<RoomLine>, Receiver<RoomLine>, Arc<AtomicBool>)> = wakers
         .iter()
         .map(|_| {
@@ -86,7 +86,7 @@ pub fn mesh(wakers: &[Arc<Waker>]) -> Vec<Bus> {
         .collect();
     ends.into_iter()
         .enumerate()
-        .map(|(me, (_, rx, unread))| Bus {
+        .map(|(me, (_, rx, unread))| Mesh {
             peers: senders
                 .iter()
                 .zip(wakers)

@@ -19,6 +19,7 @@
 //! WebSocket frames) are sans-I/O in `src/service/`; the files here move
 //! their bytes between them and the loop.
 
+mod bus;
 mod chat;
 mod echo;
 mod frames;
@@ -29,11 +30,13 @@ mod udp;
 mod ws;
 mod ws_echo;
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, Limits};
 use crate::core::{self, Core, Millis, Moved, Ready, Why};
 use crate::service::Service;
+use crate::service::bus::Bus;
 use crate::service::chat::ChatHub;
 use crate::stats::{OpenBy, Stats};
 
@@ -164,6 +167,8 @@ protocols! {
     Http(http::Http),
     /// A chat member speaking WebSocket frames (after `GET /ws`).
     Ws(ws::Ws),
+    /// One of the loop's two connections to the Redis bus (`--bus`).
+    Bus(bus::BusLink),
     /// Every WebSocket message back (after `GET /ws/echo`).
     WsEcho(ws_echo::WsEcho),
 }
@@ -219,7 +224,14 @@ pub struct Protocols {
     /// Chat rooms and members, TCP and WebSocket alike.
     pub chat: ChatHub,
     /// Chat lines to and from this process's other loops (`--threads`).
-    pub loops: Option<loops::Bus>,
+    pub loops: Option<loops::Mesh>,
+    /// Chat rooms shared with other servers over Redis (`--bus`).
+    pub bus: Option<Box<Bus>>,
+    /// Where Redis is.
+    pub bus_addr: Option<SocketAddr>,
+    /// The keys of the bus's connections (subscriber, commands), while
+    /// they exist.
+    bus_keys: [Option<usize>; 2],
     /// HTTP's configuration and its per-loop scratch.
     pub http: http::Shared,
     /// The protocols' counters; the loop's own are added when published.
@@ -240,6 +252,9 @@ impl Protocols {
             limits: config.limits.clone(),
             chat: ChatHub::new(config.limits.max_line),
             loops: None,
+            bus: None,
+            bus_addr: None,
+            bus_keys: [None, None],
             http: http::Shared::new(config.http_config.clone()),
             stats: Stats::default(),
             published: Arc::new(Mutex::new(Stats::default())),
@@ -251,7 +266,9 @@ impl Protocols {
     /// Every counter, the loop's own included, as of now.
     fn snapshot(&self, core: &Core<Protocols>) -> Stats {
         let held = core::held_by_connections(&core.pool);
-        self.stats.with_core(&core.counters, core.open(), held)
+        self.stats
+            .with_core(&core.counters, core.open(), held)
+            .with_bus(self.bus.as_deref())
     }
 
     /// Copies the counters where `Handle::stats` reads them.
@@ -372,7 +389,15 @@ impl core::App for Protocols {
     }
 
     #[inline]
+    fn before_sleep(&mut self, core: &mut Core<Protocols>) {
+        if self.bus.is_some() {
+            bus::flush(self, core);
+        }
+    }
+
+    #[inline]
     fn cron(&mut self, core: &mut Core<Protocols>) {
+        bus::tick(self, core);
         self.publish(core);
     }
 

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use reactor::{Config, Handle, Server, Service, Stats};
 
+pub mod redis;
 pub mod server;
+pub mod ws;
 
 /// Default bound for any single blocking step of a test.
 pub const TIMEOUT: Duration = Duration::from_secs(10);

@@ -104,8 +104,8 @@ pub enum Role {
 pub const ROLES: [Role; 2] = [Role::Sub, Role::Cmd];
 
 impl Role {
-    /// Its index in the bus's arrays.
-    fn at(self) -> usize {
+    /// Its index in the bus's arrays (and the loop's, for its keys).
+    pub fn at(self) -> usize {
         match self {
             Role::Sub => 0,
             Role::Cmd => 1,
