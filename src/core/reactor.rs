@@ -3,8 +3,8 @@
 //! Each turn runs the same named phases, as Redis's `aeProcessEvents`
 //! does:
 //!
-//! 1. **before sleep**: write the output fan-out queued for other
-//!    connections, let the app do its own (`App::before_sleep`), hold the
+//! 1. **before sleep**: let the app do its own (`App::before_sleep`),
+//!    write the output fan-out queued for other connections, hold the
 //!    memory cap, and free the connections closed during the turn (only
 //!    now, after the event batch, because slab keys are reused);
 //! 2. **poll** until the nearest deadline (or not at all, if the ready
@@ -253,15 +253,17 @@ impl<A: App> Reactor<A> {
         self.finish()
     }
 
-    /// Phase 1: write what fan-out queued, the app's own work, the memory
-    /// cap, then free closed connections. Each step is cheap when it has
-    /// nothing to do, which is most turns.
+    /// Phase 1: the app's own work, write what fan-out queued, the memory
+    /// cap, then free closed connections. The app goes first, so what it
+    /// sends elsewhere (a rename to the bus) leaves before the members
+    /// are told of it, and fan-out it queues leaves this turn. Each step
+    /// is cheap when it has nothing to do, which is most turns.
     fn before_sleep(&mut self) {
+        self.app.before_sleep(&mut self.core);
+        drive::run_orders(&mut self.app, &mut self.core);
         if !self.core.flush.is_empty() {
             self.flush_fanout();
         }
-        self.app.before_sleep(&mut self.core);
-        drive::run_orders(&mut self.app, &mut self.core);
         self.check_memory();
         if !self.core.closed.is_empty() {
             self.free_closed();

@@ -441,6 +441,8 @@ pub struct Bus {
     closing: bool,
     /// Both connections have been ready at least once.
     ever_up: bool,
+    /// This outage has been logged (one line for it, not one a retry).
+    told: bool,
     /// The random state behind the retry jitter.
     rng: u64,
     /// Scratch for building commands.
@@ -478,6 +480,7 @@ impl Bus {
             dirty: false,
             closing: false,
             ever_up: false,
+            told: false,
             scratch: Vec::new(),
         }
     }
@@ -726,6 +729,12 @@ impl Bus {
         if matches!(self.sides[role.at()].stage, Stage::Down { .. }) {
             return; // given up already (`Event::Drop`), or never opened
         }
+        if self.closing {
+            // Shutting down: gone as it should, no retry, nothing to tell.
+            self.sides[role.at()].stage = Stage::Down { retry_at: u64::MAX };
+            self.state = self.state();
+            return;
+        }
         let why = match self.sides[role.at()].stage {
             Stage::Connecting { .. } => "cannot connect",
             _ => "connection lost",
@@ -778,7 +787,9 @@ impl Bus {
                 role.name()
             );
             self.cut_off();
-        } else if was != BusState::Down && self.state == BusState::Connecting {
+            self.told = true;
+        } else if !self.told {
+            self.told = true;
             warn!(
                 "bus: cannot reach redis at {} ({} {why}); serving locally, retrying",
                 self.config.addr,
@@ -810,7 +821,7 @@ impl Bus {
                 self.events.push(Event::Notice {
                     room: room.name.clone(),
                     line: format!(
-                        "* netsplit: {} is cut off from the other servers; lines said here reach only this server\n",
+                        "* netsplit: {} is cut off from the other servers; lines said here are held for them, as many as fit\n",
                         room.name
                     )
                     .into(),
@@ -867,6 +878,7 @@ impl Bus {
                 info!("bus: connected to redis at {}", self.config.addr);
             }
             self.ever_up = true;
+            self.told = false;
         }
         self.state = self.state();
         self.heal();
