@@ -61,15 +61,19 @@ async function until(fn, ms, what, every = 100) {
 
 // ---- HAProxy and the reactors, as seen from outside ---------------------------
 
-// {"BACKEND/SERVER": status} from HAProxy's CSV status (UP, DOWN, ...).
-async function haproxyStatus() {
+// HAProxy's CSV status: one {pxname, svname, status, ...} per row.
+async function haproxyCsv() {
   const res = await fetch(`${STATS}/;csv`, { signal: AbortSignal.timeout(2000) });
   const [head, ...rows] = (await res.text()).trim().split("\n");
   const cols = head.replace(/^# /, "").split(",");
-  const at = (name) => cols.indexOf(name);
-  return Object.fromEntries(rows.map((r) => r.split(","))
-    .filter((f) => f[at("svname")] !== "FRONTEND" && f[at("svname")] !== "BACKEND")
-    .map((f) => [`${f[at("pxname")]}/${f[at("svname")]}`, f[at("status")]]));
+  return rows.map((r) => Object.fromEntries(r.split(",").map((v, i) => [cols[i], v])));
+}
+
+// {"BACKEND/SERVER": status} (UP, DOWN, ...) of the servers.
+async function haproxyStatus() {
+  return Object.fromEntries((await haproxyCsv())
+    .filter((f) => f.svname !== "FRONTEND" && f.svname !== "BACKEND")
+    .map((f) => [`${f.pxname}/${f.svname}`, f.status]));
 }
 
 // Waits until HAProxy says each of `names` (r1, ...) is `want` in both backends.
@@ -312,8 +316,17 @@ step("SIGKILL the reactor of one page: it shows the loss", async () => {
   ctx.logBefore = (await logOf(moved)).length;
   ctx.killedAt = Date.now();
   process.kill(ctx.victim.pid, "SIGKILL");
+  // Before a health check notices, a request HAProxy sends to the dead
+  // reactor is refused there and retried on another ("redispatch").
+  for (let i = 0; i < 6; i++) {
+    const res = await fetch(`${HTTP}/chat`);
+    if (res.status !== 200) throw new Error(`GET /chat right after the kill: ${res.status}`);
+    await res.arrayBuffer();
+  }
+  ctx.redispatched = (await haproxyCsv()).find((f) => f.pxname === "reactors_http" && f.svname === ctx.victim.name).wredis;
   await waitLines(moved, "^\\* disconnected \\(connection lost\\); reconnecting in ", 1, "system");
   ctx.lostMs = Date.now() - ctx.killedAt;
+  console.log(`  6 GET /chat right after the kill: all 200, ${ctx.redispatched} of them redispatched from ${ctx.victim.name}`);
   await shot(moved, `haproxy-2-${moved.label}-disconnected`);
 });
 
