@@ -306,6 +306,25 @@ step("lines cross the reactors every way", async () => {
   await shot(bob, "haproxy-1-bob");
 });
 
+step("a reactor's /dashboard shows its bus up and lines crossing it", async () => {
+  const dash = await newPage("dashboard");
+  await dash.goto(`${HTTP}/dashboard`);
+  await dash.waitForFunction(() => document.body.dataset.bus === "up", null, { timeout: 10000 });
+  const about = await dash.evaluate(() => document.getElementById("about").textContent);
+  if (!/ · bus up, round trip \d+\.\d ms$/.test(about)) throw new Error(`about line: ${about}`);
+  // The bus chart is shown, and its counters are read (the lines above
+  // went through the bus on every reactor).
+  const shown = await dash.evaluate(() =>
+    [...document.querySelectorAll("section")].some((s) => !s.hidden && /Chat bus/.test(s.textContent)));
+  if (!shown) throw new Error("no bus chart on the dashboard");
+  await dash.waitForFunction(() => {
+    const b = document.querySelector('b[data-key="bus_published"]');
+    return b && b.dataset.value !== "";
+  }, null, { timeout: 10000 });
+  await shot(dash, "haproxy-dashboard");
+  await dash.close();
+});
+
 step("SIGKILL the reactor of one page: it shows the loss", async () => {
   // The page whose reactor serves no one else: alice's, unless carol is
   // there too, then bob's (the pages are on two different reactors).
