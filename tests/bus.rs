@@ -684,3 +684,81 @@ fn a_silently_lost_subscription_is_repaired() {
         finish(s, &format!("server {i}"));
     }
 }
+
+/// Promise: the subscriber is read dry whatever the members do: with
+/// Redis's output limit for subscribers set low (256 KiB), a member that
+/// never reads does not slow the server's subscriber down to that limit;
+/// the slow member meets its own cap, and a member beside it hears every
+/// line of a 2 MB burst.
+#[test]
+fn a_member_that_never_reads_does_not_stall_the_subscriber() {
+    let _g = serial();
+    let redis = Redis::start();
+    let limit = redis.cmd(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 256kb 128kb 5",
+    ]);
+    assert_eq!(limit, "OK");
+    let a_srv = node(&redis.url(), &[]);
+    let b_srv = node(&redis.url(), &["--chat-output-hard", "64k"]);
+    wait_up(&a_srv, TIMEOUT);
+    wait_up(&b_srv, TIMEOUT);
+    let mut sender = Member::tcp(&a_srv);
+    let mut reader = Member::tcp(&b_srv);
+    // The member that never reads: a small receive window, never read.
+    let stuck = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    stuck.set_recv_buffer_size(4096).unwrap();
+    stuck.connect(&b_srv.addr("chat").into()).unwrap();
+    wait_subscribed(&redis, "lobby", 2);
+    let mut last = HashMap::new();
+    let both = wait_until(TIMEOUT, || {
+        last = b_srv.stats();
+        last["chat_members"] == 2
+    });
+    assert!(both, "{last:?}");
+
+    // The sender keeps at most two batches ahead of the reader, so the
+    // reader stays under the cap while the stuck member fills to it.
+    const LINES: usize = 10_000;
+    const BATCH: usize = 50;
+    let pad = "y".repeat(190);
+    let nick = sender.nick.clone();
+    let (done, progress) = std::sync::mpsc::channel();
+    let reading = thread::spawn(move || {
+        for i in 0..LINES {
+            let got = reader.message();
+            assert_eq!(got, format!("[lobby] {nick}: {i:05} {pad}"));
+            if i % BATCH == BATCH - 1 {
+                let _ = done.send(i + 1);
+            }
+        }
+        reader
+    });
+    let pad = "y".repeat(190);
+    let Link::Tcp(w, _) = &mut sender.link else {
+        unreachable!()
+    };
+    let mut heard = 0;
+    for start in (0..LINES).step_by(BATCH) {
+        while start > heard + 2 * BATCH {
+            heard = progress.recv_timeout(TIMEOUT).expect("the reader stalled");
+        }
+        let batch: String = (start..start + BATCH)
+            .map(|i| format!("{i:05} {pad}\n"))
+            .collect();
+        write_all(w, batch.as_bytes(), "sender");
+    }
+    let reader = reading.join().unwrap();
+    let stats = b_srv.stats();
+    assert_eq!(
+        stats["bus_reconnects"], 0,
+        "the subscriber was cut off: {stats:?}"
+    );
+    assert_eq!(stats["bus_lost"], 0, "{stats:?}");
+    assert_eq!(stats["slow_dropped"], 1, "the stuck member: {stats:?}");
+    drop((sender, reader, stuck));
+    finish(a_srv, "server a");
+    finish(b_srv, "server b");
+}
