@@ -26,14 +26,15 @@
 #     stepped through TPUT_RATES for TPUT_DUR each. Lines published and
 #     received from the servers' /stats (bus_published, bus_received) over
 #     the run, lost and dropped counted. Beside it, redis-benchmark
-#     PUBLISH of a message the size of the bus's envelopes, 3 clients (one
-#     a server), with 3 subscribers on the channel (one a server), -P 1 and
-#     -P 16: publishes/s, and deliveries (3 per publish) checked by counting
-#     what the subscribers read.
+#     PUBLISH of a message the size of the bus's envelopes with 3
+#     subscribers on the channel (one a server), before and after the
+#     steps: 3 clients (one a server) pipelining 16, and its default 50
+#     clients with no pipeline: publishes/s, and deliveries (3 per publish)
+#     checked by counting what the subscribers read.
 #
 # Environment (defaults in brackets):
 #   MEMBERS [1000]  SERVERS [3]  RATES ["10 100"]  ROUNDS [3]  DUR [8s]
-#   WARMUP [2s]  TPUT_RATES ["10000 20000 40000 80000"]  TPUT_DUR [4s]
+#   WARMUP [2s]  TPUT_RATES ["10000 20000 40000 60000 80000"]  TPUT_DUR [4s]
 #   RB_N [300000]  SKIP_BUILD [0]  REACTOR_BIN
 set -euo pipefail
 
@@ -44,7 +45,7 @@ root=$(repo_root)
 cd "$root"
 
 MEMBERS=${MEMBERS:-1000} SERVERS=${SERVERS:-3} RATES=${RATES:-"10 100"} ROUNDS=${ROUNDS:-3}
-DUR=${DUR:-8s} WARMUP=${WARMUP:-2s} TPUT_RATES=${TPUT_RATES:-"10000 20000 40000 80000"}
+DUR=${DUR:-8s} WARMUP=${WARMUP:-2s} TPUT_RATES=${TPUT_RATES:-"10000 20000 40000 60000 80000"}
 TPUT_DUR=${TPUT_DUR:-4s} RB_N=${RB_N:-300000} SKIP_BUILD=${SKIP_BUILD:-0}
 out_file=${1:-}
 raise_nofile
@@ -165,24 +166,6 @@ bus_sum() {
   echo "$s"
 }
 
-tput_rows=()
-for rate in $TPUT_RATES; do
-  json=$tmp/tput-$rate.json
-  p0=$(bus_sum bus_published) r0=$(bus_sum bus_received)
-  d0=$(bus_sum bus_dropped) l0=$(bus_sum bus_lost)
-  bench chat "${server_flags[@]}" -c "$SERVERS" --senders "$SERVERS" --rate "$rate" \
-    -d "$TPUT_DUR" --timeout 5s -q --json "$json" >"$tmp/bench.out" 2>&1 || true
-  [[ -s $json ]] || die "throughput $rate: no result: $(tail -5 "$tmp/bench.out")"
-  p=$(( $(bus_sum bus_published) - p0 )) rc=$(( $(bus_sum bus_received) - r0 ))
-  dr=$(( $(bus_sum bus_dropped) - d0 )) ls=$(( $(bus_sum bus_lost) - l0 ))
-  row=$(field "$json" '"%.0f | %.0f | %d | %s | %s" % (j["workload_counters"]["lines_sent"] / j["duration_s"],
-    j["workload_counters"]["deliveries_remote"] / j["duration_s"], j["workload_counters"]["lost"],
-    "%.0f / %.0f" % (j["latency_us"]["p50"], j["latency_us"]["p99"]),
-    "valid" if j["valid"] else "INVALID: " + "; ".join(w.split(":")[0] for w in j["invalid_reasons"]))')
-  log "throughput $rate lines/s: $row; published $p received $rc dropped $dr lost $ls"
-  tput_rows+=("| $rate | $row | $p | $rc | $dr / $ls |")
-done
-
 # redis-benchmark PUBLISH with SERVERS subscribers on the channel (one
 # connection each, read and counted by a small reader on core 1).
 cat >"$tmp/subscriber.py" <<'EOF'
@@ -205,9 +188,10 @@ while True:
 EOF
 # The bus's envelope and line, as Redis carries it: about this size.
 msg=$(printf '1 %016x.0 1 %06d [lobby] guest1-abcdef: bench 0 %06d 1234567890123' 0 0 0)
+# rb_run CLIENTS PIPELINE N: one redis-benchmark run; appends its row.
 rb_rows=()
-for pipe in 1 16; do
-  sub_pids=()
+rb_run() {
+  local clients=$1 pipe=$2 n=$3 i t pid out rps delivered=0 sub_pids=()
   for ((i = 0; i < SERVERS; i++)); do
     spawn "$tmp/sub$i.log" taskset -c 1 python3 "$tmp/subscriber.py" "$redis_port" "$tmp/sub$i.count"
     sub_pids+=("$SPAWNED")
@@ -216,18 +200,45 @@ for pipe in 1 16; do
     [[ $(redis-cli -p "$redis_port" PUBSUB NUMSUB ch | tail -1) == "$SERVERS" ]] && break
     sleep 0.05
   done
-  out=$(timeout -k 5 120 taskset -c 1 redis-benchmark -p "$redis_port" -c "$SERVERS" -n "$RB_N" \
+  out=$(timeout -k 5 120 taskset -c 1 redis-benchmark -p "$redis_port" -c "$clients" -n "$n" \
     -P "$pipe" -q --csv PUBLISH ch "$msg" | tail -1)
   sleep 0.5
-  delivered=0
   for pid in "${sub_pids[@]}"; do stop_pid "$pid" TERM 5; done
   for ((i = 0; i < SERVERS; i++)); do
     delivered=$((delivered + $(cat "$tmp/sub$i.count" 2>/dev/null || echo 0)))
   done
   rps=$(echo "$out" | awk -F'","' '{gsub(/"/, "", $2); print $2}')
-  log "redis-benchmark PUBLISH -P $pipe: $out; delivered $delivered of $((RB_N * SERVERS))"
-  rb_rows+=("| -P $pipe | $rps | $delivered of $((RB_N * SERVERS)) |")
+  log "redis-benchmark PUBLISH -c $clients -P $pipe: $out; delivered $delivered of $((n * SERVERS))"
+  rb_rows+=("| $clients | $pipe | $rps | $delivered of $((n * SERVERS)) |")
+}
+
+# rb_all: redis-benchmark as the servers would use it (SERVERS clients,
+# pipelined) and at its default 50 clients without a pipeline.
+rb_all() {
+  rb_run "$SERVERS" 16 "$RB_N"
+  rb_run 50 1 $((RB_N / 3))
+}
+
+# Side by side: redis-benchmark, the bus's steps, redis-benchmark again.
+rb_all
+tput_rows=()
+for rate in $TPUT_RATES; do
+  json=$tmp/tput-$rate.json
+  p0=$(bus_sum bus_published) r0=$(bus_sum bus_received)
+  d0=$(bus_sum bus_dropped) l0=$(bus_sum bus_lost)
+  bench chat "${server_flags[@]}" -c "$SERVERS" --senders "$SERVERS" --rate "$rate" \
+    -d "$TPUT_DUR" --timeout 5s -q --json "$json" >"$tmp/bench.out" 2>&1 || true
+  [[ -s $json ]] || die "throughput $rate: no result: $(tail -5 "$tmp/bench.out")"
+  p=$(( $(bus_sum bus_published) - p0 )) rc=$(( $(bus_sum bus_received) - r0 ))
+  dr=$(( $(bus_sum bus_dropped) - d0 )) ls=$(( $(bus_sum bus_lost) - l0 ))
+  row=$(field "$json" '"%.0f | %.0f | %d | %s | %s" % (j["workload_counters"]["lines_sent"] / j["duration_s"],
+    j["workload_counters"]["deliveries_remote"] / j["duration_s"], j["workload_counters"]["lost"],
+    "%.0f / %.0f" % (j["latency_us"]["p50"], j["latency_us"]["p99"]),
+    "valid" if j["valid"] else "INVALID: " + "; ".join(w.split(":")[0] for w in j["invalid_reasons"]))')
+  log "throughput $rate lines/s: $row; published $p received $rc dropped $dr lost $ls"
+  tput_rows+=("| $rate | $row | $p | $rc | $dr / $ls |")
 done
+rb_all
 
 # ---------------------------------------------------------------- report
 
@@ -254,10 +265,10 @@ if [[ -n $(git status --porcelain 2>/dev/null) ]]; then commit+="+dirty"; fi
   echo "|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${tput_rows[@]}"
   echo
-  echo "redis-benchmark PUBLISH, $SERVERS clients, $RB_N publishes of ${#msg} bytes, $SERVERS subscribers:"
+  echo "redis-benchmark PUBLISH of ${#msg} bytes with $SERVERS subscribers, before and after the steps above:"
   echo
-  echo "| pipeline | publishes/s | deliveries counted |"
-  echo "|---|---|---|"
+  echo "| clients | pipeline | publishes/s | deliveries counted |"
+  echo "|---|---|---|---|"
   printf '%s\n' "${rb_rows[@]}"
 } >"$tmp/table.md"
 cat "$tmp/table.md"
