@@ -19,6 +19,7 @@
 
 use std::io::{self, ErrorKind, IoSlice, Write};
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -84,6 +85,11 @@ struct Member {
     /// With several servers: per sender, whether that sender is on
     /// another server (its deliveries here are `remote`); else empty.
     remote: Vec<bool>,
+    /// Its nick, from its welcome (empty until then, or if unreadable).
+    nick: Vec<u8>,
+    /// Each sender's nick (shared by every member): a line must name its
+    /// sender (an empty nick is not checked).
+    sender_nicks: Rc<[Vec<u8>]>,
 }
 
 /// What a receiver makes of one line.
@@ -135,6 +141,24 @@ fn servers(first: Option<&String>, more: &[String]) -> crate::Result<Vec<String>
         }
     }
     Ok(all)
+}
+
+/// The nick a welcome line gives (`* welcome to reactor chat, you are
+/// NICK in ROOM; ...`), if `line` is one.
+pub fn welcome_nick(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"* welcome to reactor chat, you are ")?;
+    let end = rest.windows(4).position(|w| w == b" in ")?;
+    Some(&rest[..end])
+}
+
+/// Whether bench line `line` (`[ROOM] NICK: bench ...`) names `nick` as
+/// its sender; an unknown (empty) nick passes.
+fn names_sender(line: &[u8], nick: &[u8]) -> bool {
+    let Some(at) = line.windows(8).position(|w| w == b": bench ") else {
+        return false;
+    };
+    let head = &line[..at];
+    nick.is_empty() || (head.ends_with(nick) && head[..head.len() - nick.len()].ends_with(b"] "))
 }
 
 /// Runs the chat workload (one thread: the members share one loop).
@@ -306,6 +330,8 @@ fn join(room: &Room, plan: &Plan, poll: &Poll) -> io::Result<Vec<Member>> {
             expect: vec![0; room.senders],
             server: i % n,
             remote: Vec::new(),
+            nick: Vec::new(),
+            sender_nicks: Rc::from([]),
         };
         if let Some(upgrade) = &target.upgrade {
             m.out.extend_from_slice(upgrade);
@@ -429,9 +455,14 @@ fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
     for &i in &live {
         on_server[members[i].server] += 1;
     }
-    if room.split() {
-        for &i in &live {
-            let m = &mut members[i];
+    let nicks: Rc<[Vec<u8>]> = live[..senders]
+        .iter()
+        .map(|&i| members[i].nick.clone())
+        .collect();
+    for &i in &live {
+        let m = &mut members[i];
+        m.sender_nicks = nicks.clone();
+        if room.split() {
             m.remote = origin.iter().map(|&o| o != m.server).collect();
         }
     }
@@ -690,10 +721,22 @@ fn on_line(
     got: &mut Got,
 ) {
     match classify(&m.partial[a..b]) {
-        Line::Notice => m.welcomed = true,
+        Line::Notice => {
+            m.welcomed = true;
+            if m.nick.is_empty()
+                && let Some(nick) = welcome_nick(&m.partial[a..b])
+            {
+                m.nick = nick.to_vec();
+            }
+        }
         Line::Error => rec.error(now, Kind::Status, 1),
         Line::Other => rec.error(now, Kind::Verify, 1),
         Line::Bench(s, seq, t) => {
+            let nick = m.sender_nicks.get(s).map_or(&[][..], |n| &n[..]);
+            if !names_sender(&m.partial[a..b], nick) {
+                rec.error(now, Kind::Verify, 1); // another sender's number
+                return;
+            }
             let Some(want) = m.expect.get_mut(s) else {
                 rec.error(now, Kind::Verify, 1);
                 return;
@@ -732,6 +775,22 @@ mod tests {
         );
         assert_eq!(classify(b"ERROR too slow"), Line::Error);
         assert_eq!(classify(b"[lobby] guest3: hello"), Line::Other);
+    }
+
+    #[test]
+    fn a_line_must_name_its_sender() {
+        let w = b"* welcome to reactor chat, you are guest7-0a1b2c in lobby; /help for commands";
+        assert_eq!(welcome_nick(w), Some(&b"guest7-0a1b2c"[..]));
+        assert_eq!(welcome_nick(b"* guest3 joined lobby"), None);
+        let line = b"[lobby] guest7-0a1b2c: bench 0 1 2";
+        assert!(names_sender(line, b"guest7-0a1b2c"));
+        assert!(names_sender(line, b""), "unknown: not checked");
+        assert!(!names_sender(line, b"guest7-0a1b2d"));
+        assert!(!names_sender(line, b"t7-0a1b2c"), "the whole nick");
+        assert!(!names_sender(
+            b"[lobby] guest7-0a1b2c: hi",
+            b"guest7-0a1b2c"
+        ));
     }
 
     #[test]
