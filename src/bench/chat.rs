@@ -10,9 +10,16 @@
 //! opens `GET /ws` (over TLS for `wss://`), checks the 101, then sends
 //! every line as a masked text frame and reads each line as one text
 //! frame (answering pings).
+//!
+//! With several servers (`--server`, repeatable; rooms shared over a bus
+//! such as `reactor serve --bus`), member i joins server i mod N, and
+//! each delivery is `local` (its sender on the receiver's server) or
+//! `remote` (on another): counted, owed and timed apart as well as in
+//! the totals.
 
 use std::io::{self, ErrorKind, IoSlice, Write};
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -33,13 +40,25 @@ const DEFAULT_RATE: f64 = 1000.0;
 /// Longest line we keep waiting for.
 const MAX_LINE: usize = 8192;
 
-/// How members talk to the server.
+/// The parts deliveries are split into with several servers, by index:
+/// from a sender on the receiver's server, and from one on another.
+const SPLIT: [&str; 2] = ["local", "remote"];
+/// Their counters: deliveries seen, owed and lost.
+const SPLIT_COUNTERS: [(&str, &str, &str); 2] = [
+    ("deliveries_local", "deliveries_owed_local", "lost_local"),
+    ("deliveries_remote", "deliveries_owed_remote", "lost_remote"),
+];
+
+/// One server the members join.
 #[derive(Clone, Debug)]
-pub enum Wire {
-    /// Lines over TCP (`--chat`).
-    Lines,
-    /// WebSocket frames after this upgrade request (`/ws` on `--http`).
-    Ws(Vec<u8>),
+struct Target {
+    /// Where to connect.
+    addr: SocketAddr,
+    /// WebSocket: the upgrade request (`/ws` on `--http`); lines over TCP
+    /// (`--chat`): none.
+    upgrade: Option<Vec<u8>>,
+    /// TLS for its members (`wss://`).
+    tls: Option<Tls>,
 }
 
 /// One member.
@@ -61,6 +80,16 @@ struct Member {
     upgraded: bool,
     /// Next sequence number expected from each sender.
     expect: Vec<u64>,
+    /// Which server it joined (index into the room's targets).
+    server: usize,
+    /// With several servers: per sender, whether that sender is on
+    /// another server (its deliveries here are `remote`); else empty.
+    remote: Vec<bool>,
+    /// Its nick, from its welcome (empty until then, or if unreadable).
+    nick: Vec<u8>,
+    /// Each sender's nick (shared by every member): a line must name its
+    /// sender (an empty nick is not checked).
+    sender_nicks: Rc<[Vec<u8>]>,
 }
 
 /// What a receiver makes of one line.
@@ -97,26 +126,94 @@ pub fn classify(line: &[u8]) -> Line {
     }
 }
 
+/// The servers given: the positional one (if any), then each
+/// `--server`; none, or one given twice, is an error.
+fn servers(first: Option<&String>, more: &[String]) -> crate::Result<Vec<String>> {
+    let all: Vec<String> = first.into_iter().chain(more).cloned().collect();
+    if all.is_empty() {
+        return Err(kind::config("no server: give ADDR (or URL) or --server"));
+    }
+    for (i, a) in all.iter().enumerate() {
+        if all[..i].contains(a) {
+            return Err(kind::config(format!(
+                "'{a}' is given twice: each server once"
+            )));
+        }
+    }
+    Ok(all)
+}
+
+/// The nick a welcome line gives (`* welcome to reactor chat, you are
+/// NICK in ROOM; ...`), if `line` is one.
+pub fn welcome_nick(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"* welcome to reactor chat, you are ")?;
+    let end = rest.windows(4).position(|w| w == b" in ")?;
+    Some(&rest[..end])
+}
+
+/// Whether bench line `line` (`[ROOM] NICK: bench ...`) names `nick` as
+/// its sender; an unknown (empty) nick passes.
+fn names_sender(line: &[u8], nick: &[u8]) -> bool {
+    let Some(at) = line.windows(8).position(|w| w == b": bench ") else {
+        return false;
+    };
+    let head = &line[..at];
+    nick.is_empty() || (head.ends_with(nick) && head[..head.len() - nick.len()].ends_with(b"] "))
+}
+
 /// Runs the chat workload (one thread: the members share one loop).
 pub fn bench(a: &ChatArgs) -> crate::Result<Report> {
-    let to = net::target(&a.addr, a.common.timeout).map_err(kind::config)?;
+    let names = servers(a.addr.as_ref(), &a.servers)?;
+    let mut targets = Vec::with_capacity(names.len());
+    for name in &names {
+        let to = net::target(name, a.common.timeout).map_err(kind::config)?;
+        targets.push(Target {
+            addr: to.addr,
+            upgrade: None,
+            tls: None,
+        });
+    }
     let room = Room {
-        addr: to.addr,
+        targets,
         senders: a.senders,
-        wire: Wire::Lines,
-        tls: None,
     };
-    workload(room, &a.common, "chat", a.addr.clone())
+    workload(room, &a.common, "chat", names)
 }
 
 /// Runs the chat workload over WebSocket (`reactor bench ws URL`): `ws://`,
 /// or `wss://` (TLS, ALPN `http/1.1`); with `--echo`, the echo workload
 /// (`echo::bench_ws`) against an echo endpoint instead.
 pub fn bench_ws(a: &WsArgs) -> crate::Result<Report> {
+    let names = servers(a.url.as_ref(), &a.servers)?;
+    let mut targets = Vec::with_capacity(names.len());
+    for name in &names {
+        targets.push(ws_target(name, a)?);
+    }
+    if a.echo {
+        let Some(t) = targets.pop() else {
+            unreachable!("servers() gives at least one")
+        };
+        let target = echo::WsTarget {
+            addr: t.addr,
+            upgrade: t.upgrade.unwrap_or_default(),
+            tls: t.tls,
+        };
+        return echo::bench_ws(a, target);
+    }
+    let room = Room {
+        targets,
+        senders: a.senders,
+    };
+    workload(room, &a.common, "ws", names)
+}
+
+/// The server of a `ws://` or `wss://` URL: its address, its upgrade
+/// request, its TLS (SNI the URL's host).
+fn ws_target(name: &str, a: &WsArgs) -> crate::Result<Target> {
     let as_http =
-        |scheme: &str, http: &str| a.url.strip_prefix(scheme).map(|r| format!("{http}{r}"));
+        |scheme: &str, http: &str| name.strip_prefix(scheme).map(|r| format!("{http}{r}"));
     let Some(url) = as_http("ws://", "http://").or_else(|| as_http("wss://", "https://")) else {
-        return Err(kind::config(format!("'{}': a ws:// or wss:// URL", a.url)));
+        return Err(kind::config(format!("'{name}': a ws:// or wss:// URL")));
     };
     let url = super::http::parse_url(&url, a.common.timeout).map_err(kind::config)?;
     let upgrade = format!(
@@ -128,65 +225,83 @@ pub fn bench_ws(a: &WsArgs) -> crate::Result<Report> {
         true => Some(Tls::new(&a.tls_opts, &url.host, &[b"http/1.1"])?),
         false => None,
     };
-    if a.echo {
-        let target = echo::WsTarget {
-            addr: url.addr,
-            upgrade: upgrade.into_bytes(),
-            tls,
-        };
-        return echo::bench_ws(a, target);
-    }
-    let room = Room {
+    Ok(Target {
         addr: url.addr,
-        senders: a.senders,
-        wire: Wire::Ws(upgrade.into_bytes()),
+        upgrade: Some(upgrade.into_bytes()),
         tls,
-    };
-    workload(room, &a.common, "ws", a.url.clone())
+    })
 }
 
 /// Where the members go and how they talk.
 #[derive(Clone, Debug)]
 struct Room {
-    /// The server.
-    addr: SocketAddr,
+    /// The servers, in the order given: member i joins server i mod N.
+    targets: Vec<Target>,
     /// Members that send.
     senders: usize,
-    /// Lines or WebSocket frames.
-    wire: Wire,
-    /// TLS for every member.
-    tls: Option<Tls>,
 }
 
-/// The chat workload in `room`, named `name` in the report.
+impl Room {
+    /// WebSocket members (else lines over TCP).
+    fn ws(&self) -> bool {
+        self.targets.iter().any(|t| t.upgrade.is_some())
+    }
+
+    /// Deliveries are split into local and remote.
+    fn split(&self) -> bool {
+        self.targets.len() > 1
+    }
+}
+
+/// The chat workload in `room`, named `name` in the report; `names` are
+/// its servers as given.
 fn workload(
     mut room: Room,
     common: &Common,
     name: &'static str,
-    target: String,
+    names: Vec<String>,
 ) -> crate::Result<Report> {
     let mut c = common.clone();
     c.rate = Some(c.rate.unwrap_or(DEFAULT_RATE));
     let k = c.conns.max(2);
     room.senders = room.senders.clamp(1, k);
     let senders = room.senders;
+    let n = room.targets.len();
     let setup = Setup {
         common: &c,
         conns: k,
         threads: 1,
     };
     let m = run::drive(setup, move |plan| run_thread(&room, plan))?;
-    let config = json!({ "members": k, "senders": senders });
-    Ok(Report::new(name, target, config, &c, k, m))
+    let per_server: Vec<usize> = (0..n).map(|s| (k + n - 1 - s) / n).collect();
+    let config = match n {
+        1 => json!({ "members": k, "senders": senders }),
+        _ => json!({
+            "members": k, "senders": senders, "servers": names,
+            "members_per_server": per_server,
+        }),
+    };
+    let mut r = Report::new(name, names.join(","), config, &c, k, m);
+    let x = &r.m.rec.extra;
+    let owed = x.get("deliveries_owed_remote").copied().unwrap_or(0);
+    if n > 1 && owed > 0 && x.get("deliveries_remote").copied().unwrap_or(0) == 0 {
+        r.notes.push(
+            "no delivery crossed servers: do the servers share a bus (reactor serve --bus, the same --bus-prefix)?"
+                .into(),
+        );
+    }
+    Ok(r)
 }
 
 /// Connects every member (blocking, each within the timeout) and queues
 /// the upgrade request of each (`ws`); TLS handshakes begin with the
 /// first write.
 fn join(room: &Room, plan: &Plan, poll: &Poll) -> io::Result<Vec<Member>> {
-    let (addr, senders, wire) = (room.addr, room.senders, &room.wire);
+    let n = room.targets.len();
     let mut members = Vec::with_capacity(plan.conns);
     for i in 0..plan.conns {
+        let target = &room.targets[i % n];
+        let addr = target.addr;
         let src = net::source_ip(i, plan.source_ips, addr);
         let timeout = std::time::Duration::from_nanos(plan.timeout);
         let sock = net::connect_blocking(addr, src, timeout).map_err(|e| {
@@ -198,7 +313,7 @@ fn join(room: &Room, plan: &Plan, poll: &Poll) -> io::Result<Vec<Member>> {
         sock.set_nonblocking(true)?;
         sock.set_tcp_nodelay(true)?;
         let s = TcpStream::from_std(sock.into());
-        let mut s = Stream::new(s, room.tls.as_ref())?;
+        let mut s = Stream::new(s, target.tls.as_ref())?;
         poll.registry().register(
             s.socket(),
             Token(i),
@@ -212,9 +327,13 @@ fn join(room: &Room, plan: &Plan, poll: &Poll) -> io::Result<Vec<Member>> {
             welcomed: false,
             dead: false,
             upgraded: true,
-            expect: vec![0; senders],
+            expect: vec![0; room.senders],
+            server: i % n,
+            remote: Vec::new(),
+            nick: Vec::new(),
+            sender_nicks: Rc::from([]),
         };
-        if let Wire::Ws(upgrade) = wire {
+        if let Some(upgrade) = &target.upgrade {
             m.out.extend_from_slice(upgrade);
             m.upgraded = false;
         }
@@ -257,6 +376,10 @@ fn welcome_all(
     }
 }
 
+/// Measured deliveries read: from senders on the receiver's server, and
+/// (several servers) from senders on another, indexed like [`SPLIT`].
+type Got = [u64; 2];
+
 /// A member's readiness event: writes what it has queued, reads what came
 /// (answering pings); returns the measured deliveries read. A write that
 /// fails is a `write` error; a member already gone is skipped.
@@ -268,9 +391,9 @@ fn serve(
     clock: &run::Clock,
     from: u64,
     ws: bool,
-) -> u64 {
+) -> Got {
     if m.dead {
-        return 0;
+        return [0; 2];
     }
     if ev.is_writable() && flush(m).is_err() {
         rec.error(clock.now(), Kind::Write, 1);
@@ -305,7 +428,7 @@ struct Io {
 fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
     let poll = Poll::new()?;
     let mut members = join(room, &plan, &poll)?;
-    let ws = matches!(room.wire, Wire::Ws(_));
+    let ws = room.ws();
     let clock = plan.clock;
     let sleeper = run::Sleeper::new(poll.registry(), &plan, true)?;
     let mut io = Io {
@@ -316,6 +439,9 @@ fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
     };
     // Setup failures count: the window is set at time zero.
     let mut rec = Recorder::new(0, u64::MAX);
+    if room.split() {
+        rec = rec.split(&SPLIT);
+    }
     welcome_all(&mut members, &mut io, &mut rec, &clock, plan.timeout, ws)?;
     let zero = plan.start();
     rec.set_window(plan.from, plan.until);
@@ -323,6 +449,25 @@ fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
     // The senders are the first of the members that joined.
     let live: Vec<usize> = (0..members.len()).filter(|&i| !members[i].dead).collect();
     let senders = room.senders.min(live.len());
+    // Several servers: each sender's server, and the members on each.
+    let origin: Vec<usize> = live[..senders].iter().map(|&i| members[i].server).collect();
+    let mut on_server = vec![0u64; room.targets.len()];
+    for &i in &live {
+        on_server[members[i].server] += 1;
+    }
+    let nicks: Rc<[Vec<u8>]> = live[..senders]
+        .iter()
+        .map(|&i| members[i].nick.clone())
+        .collect();
+    for &i in &live {
+        let m = &mut members[i];
+        m.sender_nicks = nicks.clone();
+        if room.split() {
+            m.remote = origin.iter().map(|&o| o != m.server).collect();
+        }
+    }
+    // Deliveries owed, [local, remote], as `Got`.
+    let mut owed_by: Got = [0; 2];
     let mut sched = Schedule::new(
         zero,
         plan.rate.unwrap_or(DEFAULT_RATE),
@@ -330,7 +475,8 @@ fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
         plan.seed,
     );
     let mut seqs = vec![0u64; senders];
-    let (mut next_sender, mut lines_measured, mut got_measured) = (0usize, 0u64, 0u64);
+    let (mut next_sender, mut lines_measured) = (0usize, 0u64);
+    let mut got: Got = [0; 2];
     let mut line = Vec::with_capacity(64);
     let (mut next_tick, mut stop_at, mut cpu_from) = (plan.first_tick(), u64::MAX, None);
     // Fewer than two members: no line has anyone to go to.
@@ -345,12 +491,20 @@ fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
             stop_at = now;
         }
         let owed = lines_measured * others;
+        let got_measured = got[0] + got[1];
         if stop_at != u64::MAX && (got_measured >= owed || now >= stop_at + plan.timeout) {
             let lost = owed.saturating_sub(got_measured);
             rec.error(now, Kind::Timeout, lost);
             rec.count(now, "lines_sent", lines_measured);
             rec.count(now, "deliveries_owed", owed);
             rec.count(now, "lost", lost);
+            if room.split() {
+                for (i, (seen, due, lost)) in SPLIT_COUNTERS.into_iter().enumerate() {
+                    rec.count(now, seen, got[i]);
+                    rec.count(now, due, owed_by[i]);
+                    rec.count(now, lost, owed_by[i].saturating_sub(got[i]));
+                }
+            }
             break;
         }
         while now >= next_tick {
@@ -376,6 +530,9 @@ fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
             seqs[s] += 1;
             if t >= plan.from {
                 lines_measured += 1;
+                let here = on_server[origin[s]];
+                owed_by[0] += here - 1;
+                owed_by[1] += live.len() as u64 - here;
             }
             if let Some(q) = &mut quota {
                 *q -= 1;
@@ -392,7 +549,9 @@ fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
             .wait(&mut io.poll, &mut io.events, &clock, wake)?;
         for ev in io.events.iter().filter(|e| e.token() != run::ALARM) {
             let m = &mut members[ev.token().0];
-            got_measured += serve(m, ev, &mut io.rbuf, &mut rec, &clock, plan.from, ws);
+            let [l, r] = serve(m, ev, &mut io.rbuf, &mut rec, &clock, plan.from, ws);
+            got[0] += l;
+            got[1] += r;
         }
     }
     let end = clock.now();
@@ -429,8 +588,8 @@ fn receive(
     clock: &run::Clock,
     from: u64,
     ws: bool,
-) -> u64 {
-    let mut got = 0;
+) -> Got {
+    let mut got = [0; 2];
     loop {
         match m.sock.read(rbuf) {
             Ok(0) => {
@@ -473,10 +632,10 @@ fn receive(
 }
 
 /// Handles the complete lines in `m.partial`; returns where the rest starts.
-fn lines(m: &mut Member, rec: &mut Recorder, now: u64, from: u64, got: &mut u64) -> usize {
+fn lines(m: &mut Member, rec: &mut Recorder, now: u64, from: u64, got: &mut Got) -> usize {
     let mut start = 0;
     while let Some(end) = m.partial[start..].iter().position(|&b| b == b'\n') {
-        *got += on_line(m, start, start + end, rec, now, from);
+        on_line(m, start, start + end, rec, now, from, got);
         start += end + 1;
     }
     start
@@ -490,12 +649,12 @@ fn frames(
     rec: &mut Recorder,
     now: u64,
     from: u64,
-    got: &mut u64,
+    got: &mut Got,
 ) -> usize {
     while let Some((opcode, body)) = server_frame(&m.partial[start..]) {
         let (a, b) = (start + body.start, start + body.end);
         match opcode {
-            0x1 => *got += on_line(m, a, b, rec, now, from),
+            0x1 => on_line(m, a, b, rec, now, from, got),
             0x9 => {
                 let payload = m.partial[a..b].to_vec();
                 let mut pong = Vec::with_capacity(payload.len() + 6);
@@ -550,25 +709,37 @@ fn client_frame(text: &[u8], out: &mut Vec<u8>) {
     client_frame_op(0x1, text, out);
 }
 
-/// Handles `m.partial[a..b]`, one line; returns 1 for a measured delivery.
-fn on_line(m: &mut Member, a: usize, b: usize, rec: &mut Recorder, now: u64, from: u64) -> u64 {
+/// Handles `m.partial[a..b]`, one line; a measured delivery is added to
+/// `got` (local or remote).
+fn on_line(
+    m: &mut Member,
+    a: usize,
+    b: usize,
+    rec: &mut Recorder,
+    now: u64,
+    from: u64,
+    got: &mut Got,
+) {
     match classify(&m.partial[a..b]) {
         Line::Notice => {
             m.welcomed = true;
-            0
+            if m.nick.is_empty()
+                && let Some(nick) = welcome_nick(&m.partial[a..b])
+            {
+                m.nick = nick.to_vec();
+            }
         }
-        Line::Error => {
-            rec.error(now, Kind::Status, 1);
-            0
-        }
-        Line::Other => {
-            rec.error(now, Kind::Verify, 1);
-            0
-        }
+        Line::Error => rec.error(now, Kind::Status, 1),
+        Line::Other => rec.error(now, Kind::Verify, 1),
         Line::Bench(s, seq, t) => {
+            let nick = m.sender_nicks.get(s).map_or(&[][..], |n| &n[..]);
+            if !names_sender(&m.partial[a..b], nick) {
+                rec.error(now, Kind::Verify, 1); // another sender's number
+                return;
+            }
             let Some(want) = m.expect.get_mut(s) else {
                 rec.error(now, Kind::Verify, 1);
-                return 0;
+                return;
             };
             if seq < *want {
                 rec.count(now, "out_of_order", 1);
@@ -579,7 +750,14 @@ fn on_line(m: &mut Member, a: usize, b: usize, rec: &mut Recorder, now: u64, fro
                 *want = seq + 1;
             }
             rec.done(now, t, t);
-            u64::from(t >= from)
+            let part = match m.remote.get(s) {
+                Some(&remote) => {
+                    rec.part(usize::from(remote), now, t);
+                    usize::from(remote)
+                }
+                None => 0,
+            };
+            got[part] += u64::from(t >= from);
         }
     }
 }
@@ -597,6 +775,22 @@ mod tests {
         );
         assert_eq!(classify(b"ERROR too slow"), Line::Error);
         assert_eq!(classify(b"[lobby] guest3: hello"), Line::Other);
+    }
+
+    #[test]
+    fn a_line_must_name_its_sender() {
+        let w = b"* welcome to reactor chat, you are guest7-0a1b2c in lobby; /help for commands";
+        assert_eq!(welcome_nick(w), Some(&b"guest7-0a1b2c"[..]));
+        assert_eq!(welcome_nick(b"* guest3 joined lobby"), None);
+        let line = b"[lobby] guest7-0a1b2c: bench 0 1 2";
+        assert!(names_sender(line, b"guest7-0a1b2c"));
+        assert!(names_sender(line, b""), "unknown: not checked");
+        assert!(!names_sender(line, b"guest7-0a1b2d"));
+        assert!(!names_sender(line, b"t7-0a1b2c"), "the whole nick");
+        assert!(!names_sender(
+            b"[lobby] guest7-0a1b2c: hi",
+            b"guest7-0a1b2c"
+        ));
     }
 
     #[test]

@@ -84,9 +84,10 @@ pub struct Common {
     /// not counted as busy in the verdict)
     #[arg(long)]
     pub busy_poll: bool,
-    /// Sample this server process's CPU time and RSS from /proc during the run
+    /// Sample this server process's CPU time and RSS from /proc during the
+    /// run (repeatable: several processes, added up)
     #[arg(long, value_name = "PID")]
-    pub pid: Option<u32>,
+    pub pid: Vec<u32>,
     /// Write the full result as JSON (schema in docs/BENCH.md)
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -289,8 +290,14 @@ pub struct UdpArgs {
 /// `reactor bench chat`.
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    /// Server, HOST:PORT (e.g. 127.0.0.1:9000)
-    pub addr: String,
+    /// Server, HOST:PORT (e.g. 127.0.0.1:9000); optional with --server
+    #[arg(required_unless_present = "servers")]
+    pub addr: Option<String>,
+    /// One more server, HOST:PORT (repeatable): the members are spread
+    /// over ADDR and these in turn (member i on server i mod N), and
+    /// deliveries from a sender on another server are reported apart
+    #[arg(long = "server", value_name = "ADDR")]
+    pub servers: Vec<String>,
     /// Members that send (the first S of the -c members); all receive
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub senders: usize,
@@ -302,8 +309,15 @@ pub struct ChatArgs {
 /// `reactor bench ws`.
 #[derive(Debug, Args)]
 pub struct WsArgs {
-    /// WebSocket URL, e.g. ws://127.0.0.1:8000/ws or wss://localhost:8443/ws
-    pub url: String,
+    /// WebSocket URL, e.g. ws://127.0.0.1:8000/ws or wss://localhost:8443/ws;
+    /// optional with --server
+    #[arg(required_unless_present = "servers")]
+    pub url: Option<String>,
+    /// One more server's WebSocket URL (repeatable): the members are
+    /// spread over URL and these in turn (member i on server i mod N), and
+    /// deliveries from a sender on another server are reported apart
+    #[arg(long = "server", value_name = "URL", conflicts_with = "echo")]
+    pub servers: Vec<String>,
     /// Members that send (the first S of the -c members); all receive
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub senders: usize,

@@ -204,7 +204,8 @@ pub fn bench_ws(a: &WsArgs, target: WsTarget) -> crate::Result<Report> {
     };
     let m = driver::drive(spec, &a.common)?;
     let c = &a.common;
-    Ok(Report::new("ws-echo", a.url.clone(), config, c, c.conns, m))
+    let url = a.url.clone().unwrap_or_default();
+    Ok(Report::new("ws-echo", url, config, c, c.conns, m))
 }
 
 /// A workload of one fixed request and one fixed answer.

@@ -25,7 +25,7 @@ pub fn bench(a: &IdleArgs) -> crate::Result<Report> {
         .as_ref()
         .map(|h| h.replace("\\r", "\r").replace("\\n", "\n").into_bytes());
     let addr = net::target(&a.addr, c.timeout).map_err(kind::config)?.addr;
-    let before = c.pid.and_then(procstat::sample);
+    let before = procstat::sample_all(&c.pid);
     let t0 = Instant::now();
     let mut rec = Recorder::new(0, u64::MAX);
     let mut held = Vec::with_capacity(c.conns);
@@ -46,7 +46,7 @@ pub fn bench(a: &IdleArgs) -> crate::Result<Report> {
         }
     }
     rec.error(1, Kind::Read, closed);
-    let after = c.pid.and_then(procstat::sample);
+    let after = procstat::sample_all(&c.pid);
     rec.count(1, "connections_opened", opened);
     rec.count(1, "connections_closed_by_server", closed);
     let window_s = t0.elapsed().as_secs_f64();

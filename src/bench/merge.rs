@@ -5,6 +5,7 @@
 //! verdict kept, and a warning when the runs' windows do not line up, for
 //! then their throughputs do not add up to a rate anything sustained.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -35,6 +36,9 @@ struct Run {
     v: Value,
     /// Its histograms, by JSON name.
     hists: Vec<(&'static str, Histogram<u64>)>,
+    /// Its latency's parts (`histograms.split`: chat over several
+    /// servers), by name; empty if it has none.
+    split: Vec<(String, Histogram<u64>)>,
 }
 
 /// The histograms a result carries (JSON name under `histograms`, and
@@ -67,10 +71,18 @@ fn read(path: &Path) -> crate::Result<Run> {
         let h = hist::decode(text).map_err(|e| kind::config(format!("{shown}: {name}: {e}")))?;
         hists.push((name, h));
     }
+    let mut split = Vec::new();
+    for (name, text) in v["histograms"]["split"].as_object().into_iter().flatten() {
+        let text = text.as_str().unwrap_or("");
+        let h =
+            hist::decode(text).map_err(|e| kind::config(format!("{shown}: split {name}: {e}")))?;
+        split.push((name.clone(), h));
+    }
     Ok(Run {
         file: shown.to_string(),
         v,
         hists,
+        split,
     })
 }
 
@@ -181,7 +193,12 @@ fn empty_second(sec: u32) -> Second {
 }
 
 /// The merged result, in the schema of one run plus `merged_from`.
-fn merged_json(runs: &[Run], hists: &[(&'static str, Histogram<u64>)], series: &[Second]) -> Value {
+fn merged_json(
+    runs: &[Run],
+    hists: &[(&'static str, Histogram<u64>)],
+    split: &BTreeMap<String, Histogram<u64>>,
+    series: &[Second],
+) -> Value {
     let sum = |path: &[&str]| runs.iter().map(|r| num(&r.v, path)).sum::<f64>();
     let mut counts = [
         serde_json::Map::new(),
@@ -251,6 +268,17 @@ fn merged_json(runs: &[Run], hists: &[(&'static str, Histogram<u64>)], series: &
         };
         encoded.insert((*name).into(), json!(hist::encode(h)));
     }
+    if split.is_empty() {
+        encoded.insert("split".into(), Value::Null);
+        out["latency_split_us"] = Value::Null;
+    } else {
+        let e = split
+            .iter()
+            .map(|(n, h)| (n.clone(), json!(hist::encode(h))));
+        encoded.insert("split".into(), e.collect());
+        let p = split.iter().map(|(n, h)| (n.clone(), pct_json(h)));
+        out["latency_split_us"] = p.collect();
+    }
     out["histograms"] = Value::Object(encoded);
     out["series"] = series
         .iter()
@@ -271,7 +299,12 @@ fn merged_json(runs: &[Run], hists: &[(&'static str, Histogram<u64>)], series: &
 }
 
 /// The merge's summary.
-fn summary(runs: &[Run], v: &Value, latency: &Histogram<u64>) -> String {
+fn summary(
+    runs: &[Run],
+    v: &Value,
+    latency: &Histogram<u64>,
+    split: &BTreeMap<String, Histogram<u64>>,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -311,6 +344,13 @@ fn summary(runs: &[Run], v: &Value, latency: &Histogram<u64>) -> String {
     }
     let _ = writeln!(s, "{head}{:>10}", "mean");
     let _ = writeln!(s, "{line}{:>10}", fmt_ns(latency.mean() as u64));
+    for (name, h) in split {
+        let mut line = format!("  {name:<9}");
+        for (_, p) in PCTS {
+            let _ = write!(line, "{:>10}", fmt_ns(quantile(h, p)));
+        }
+        let _ = writeln!(s, "{line}{:>10}", fmt_ns(h.mean() as u64));
+    }
     let _ = writeln!(
         s,
         "  {} requests in all",
@@ -361,9 +401,13 @@ pub fn merge(a: &MergeArgs) -> crate::Result<Outcome> {
             hist::merge_into(into, from);
         }
     }
+    let mut split: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+    for (name, h) in runs.iter().flat_map(|r| &r.split) {
+        hist::merge_into(split.entry(name.clone()).or_insert_with(histogram), h);
+    }
     let series = merged_series(&runs)?;
-    let v = merged_json(&runs, &hists, &series);
-    print!("{}", summary(&runs, &v, &hists[0].1));
+    let v = merged_json(&runs, &hists, &split, &series);
+    print!("{}", summary(&runs, &v, &hists[0].1, &split));
     if let Some(path) = &a.json {
         let text = serde_json::to_string_pretty(&v)
             .map_err(|e| kind::io("cannot encode the JSON", e.into()))?;

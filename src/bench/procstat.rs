@@ -26,6 +26,19 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// Samples every process of `pids` and adds them up (CPU time and RSS):
+/// several servers as one. None if there are none, or one is gone.
+pub fn sample_all(pids: &[u32]) -> Option<ProcSample> {
+    let mut sum: Option<ProcSample> = None;
+    for &pid in pids {
+        let s = sample(pid)?;
+        let t = sum.get_or_insert_with(ProcSample::default);
+        t.cpu_s += s.cpu_s;
+        t.rss += s.rss;
+    }
+    sum
+}
+
 /// utime + stime (fields 14 and 15) from a stat line. The command name
 /// (field 2) may hold spaces and parentheses: count from the last ')'.
 pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {

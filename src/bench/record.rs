@@ -75,6 +75,10 @@ pub struct Recorder {
     pub handshake: Histogram<u64>,
     /// TLS: the first handshake's version, cipher suite and group.
     pub tls_params: Option<String>,
+    /// Latency of named parts of the requests, each request also in
+    /// `latency` (chat over several servers: `local`, deliveries from a
+    /// sender on the receiver's server, and `remote`, from another).
+    pub split: Vec<(&'static str, Histogram<u64>)>,
     /// Responses by status code (index = code), after the warmup.
     pub statuses: Box<[u64; STATUS_CODES]>,
     /// Of those, the ones counted as `status` errors.
@@ -116,6 +120,7 @@ impl Recorder {
             connect: histogram(),
             handshake: histogram(),
             tls_params: None,
+            split: Vec::new(),
             statuses: Box::new([0; STATUS_CODES]),
             status_errors: Box::new([0; STATUS_CODES]),
             requests: 0,
@@ -151,6 +156,23 @@ impl Recorder {
     pub fn service_is_latency(mut self) -> Recorder {
         self.service_is_latency = true;
         self
+    }
+
+    /// Splits the latency into these parts too (see [`Recorder::part`]).
+    pub fn split(mut self, names: &[&'static str]) -> Recorder {
+        self.split = names.iter().map(|&n| (n, histogram())).collect();
+        self
+    }
+
+    /// The request just [`done`](Recorder::done) at `now`, meant to be
+    /// sent at `intended`, belongs to part `i` of the split too.
+    #[inline]
+    pub fn part(&mut self, i: usize, now: u64, intended: u64) {
+        if now >= self.from
+            && let Some((_, h)) = self.split.get_mut(i)
+        {
+            h.saturating_record(now.saturating_sub(intended));
+        }
     }
 
     /// At the thread's end: fills what was recorded only once.
@@ -297,6 +319,14 @@ impl Recorder {
         if self.tls_params.is_none() {
             self.tls_params.clone_from(&o.tls_params);
         }
+        for (name, h) in &o.split {
+            match self.split.iter_mut().find(|(n, _)| *n == *name) {
+                Some((_, into)) => {
+                    let _ = into.add(h);
+                }
+                None => self.split.push((*name, h.clone())),
+            }
+        }
         for (a, b) in self.statuses.iter_mut().zip(o.statuses.iter()) {
             *a += b;
         }
@@ -333,6 +363,19 @@ mod tests {
         assert_eq!(t.hist.len(), 2);
         let t = r.take_tick(1_000_000_000);
         assert_eq!((t.sec, t.requests, t.hist.len()), (1, 0, 0));
+    }
+
+    #[test]
+    fn parts_merge_by_name() {
+        let mut a = Recorder::new(1_000, u64::MAX).split(&["local", "remote"]);
+        a.part(1, 500, 0); // in the warmup
+        a.part(1, 9_000, 1_000);
+        a.part(0, 5_000, 1_000);
+        let mut all = Recorder::new(0, u64::MAX);
+        all.merge(&a);
+        all.merge(&a);
+        let lens: Vec<_> = all.split.iter().map(|(n, h)| (*n, h.len())).collect();
+        assert_eq!(lens, [("local", 2), ("remote", 2)]);
     }
 
     #[test]

@@ -42,8 +42,8 @@ pub struct Report {
     pub rate: Option<f64>,
     /// Warmup (s).
     pub warmup_s: f64,
-    /// `--pid`.
-    pub pid: Option<u32>,
+    /// `--pid` (several: their figures added up).
+    pub pid: Vec<u32>,
     /// `--busy-poll`.
     pub busy_poll: bool,
     /// The measurements.
@@ -74,7 +74,7 @@ impl Report {
             threads: m.thread_busy.len(),
             rate: c.rate,
             warmup_s: c.warmup.as_secs_f64(),
-            pid: c.pid,
+            pid: c.pid.clone(),
             busy_poll: c.busy_poll,
             m,
             env: procstat::environment(),
@@ -210,6 +210,9 @@ pub fn summary(r: &Report) -> String {
         let _ = writeln!(s, "{head}{:>10}", "mean");
         let _ = writeln!(s, "{}", pct_line("total", &rec.latency));
         let _ = writeln!(s, "{}", pct_line("service", &rec.service));
+        for (name, h) in &rec.split {
+            let _ = writeln!(s, "{}", pct_line(name, h));
+        }
         if r.rate.is_some() {
             let _ = writeln!(s, "{}", pct_line("sched-lag", &rec.lag));
         }
@@ -264,11 +267,16 @@ pub fn summary(r: &Report) -> String {
     if let Some(p) = &rec.tls_params {
         let _ = writeln!(s, "  tls: {p}");
     }
-    if let (Some(pid), Some((a, b))) = (r.pid, r.m.server) {
+    if let (false, Some((a, b))) = (r.pid.is_empty(), r.m.server) {
         let cpu = r.server_cpu().unwrap_or(0.0);
+        let pids: Vec<String> = r.pid.iter().map(u32::to_string).collect();
+        let who = match pids.len() {
+            1 => format!("Server pid {}", pids[0]),
+            _ => format!("Servers, pids {} together", pids.join(", ")),
+        };
         let _ = write!(
             s,
-            "Server pid {pid}: {cpu:.2} CPU-s ({:.0}% of a core), RSS {} -> {}",
+            "{who}: {cpu:.2} CPU-s ({:.0}% of a core), RSS {} -> {}",
             100.0 * cpu / r.m.server_window_s.max(1e-9),
             fmt_bytes(a.rss as f64),
             fmt_bytes(b.rss as f64)
@@ -365,11 +373,11 @@ pub fn to_json(r: &Report) -> Value {
                 })
             })
             .collect();
-    let server = match (r.pid, r.m.server) {
+    let server = match (r.pid.first(), r.m.server) {
         (Some(pid), Some((a, b))) => {
             let cpu = r.server_cpu().unwrap_or(0.0);
             json!({
-                "pid": pid, "cpu_s": cpu,
+                "pid": pid, "pids": r.pid, "cpu_s": cpu,
                 "cpu_util": cpu / r.m.server_window_s.max(1e-9),
                 "requests_per_cpu_sec": if cpu > 0.0 { Some(rec.in_window as f64 / cpu) } else { None },
                 "rss_start_bytes": a.rss, "rss_end_bytes": b.rss,
@@ -377,6 +385,16 @@ pub fn to_json(r: &Report) -> Value {
             })
         }
         _ => Value::Null,
+    };
+    let split = |f: &dyn Fn(&Histogram<u64>) -> Value| -> Value {
+        match rec.split.is_empty() {
+            true => Value::Null,
+            false => rec
+                .split
+                .iter()
+                .map(|(n, h)| ((*n).to_string(), f(h)))
+                .collect(),
+        }
     };
     json!({
         "schema": SCHEMA,
@@ -389,6 +407,7 @@ pub fn to_json(r: &Report) -> Value {
         "errors": rec.errors.total(),
         "latency_us": pct_json(&rec.latency),
         "service_time_us": pct_json(&rec.service),
+        "latency_split_us": split(&pct_json),
         "schedule_lag_us": if r.rate.is_some() { pct_json(&rec.lag) } else { Value::Null },
         "connect_time_us": pct_json_or_null(&rec.connect),
         "handshake_us": pct_json_or_null(&rec.handshake),
@@ -407,6 +426,7 @@ pub fn to_json(r: &Report) -> Value {
             "latency": hist::encode(&rec.latency), "service_time": hist::encode(&rec.service),
             "schedule_lag": hist::encode(&rec.lag), "connect_time": hist::encode(&rec.connect),
             "handshake": hist::encode(&rec.handshake),
+            "split": split(&|h| json!(hist::encode(h))),
         },
         "bytes": { "sent": rec.bytes_out, "received": rec.bytes_in },
         "bytes_per_sec": {

@@ -601,8 +601,8 @@ struct Collector {
     series: Vec<Second>,
     /// Print a ticker line each second.
     ticker: bool,
-    /// Server pid.
-    pid: Option<u32>,
+    /// Server pids (their samples added up).
+    pids: Vec<u32>,
     /// The clock.
     clock: Clock,
     /// Time zero, once the threads are ready.
@@ -684,14 +684,14 @@ impl Collector {
             pending: Vec::new(),
             series: Vec::new(),
             ticker: !c.quiet && io::stderr().is_terminal(),
-            pid: c.pid,
+            pids: c.pid.clone(),
             clock,
             zero: None,
             from,
             until,
             start: None,
             end: None,
-            last: c.pid.and_then(procstat::sample),
+            last: procstat::sample_all(&c.pid),
             hdr_log: None,
             log_error: None,
         }
@@ -699,15 +699,15 @@ impl Collector {
 
     /// Samples the server at the window's edges.
     fn sample_server(&mut self) {
-        let (Some(pid), Some(zero)) = (self.pid, self.zero) else {
+        let Some(zero) = self.zero.filter(|_| !self.pids.is_empty()) else {
             return;
         };
         let now = self.clock.now().saturating_sub(zero);
         if self.start.is_none() && now >= self.from {
-            self.start = procstat::sample(pid).map(|s| (s, now));
+            self.start = procstat::sample_all(&self.pids).map(|s| (s, now));
         }
         if self.end.is_none() && now >= self.until {
-            self.end = procstat::sample(pid).map(|s| (s, now));
+            self.end = procstat::sample_all(&self.pids).map(|s| (s, now));
         }
     }
 
@@ -739,7 +739,7 @@ impl Collector {
             if *n < self.threads && !all {
                 return;
             }
-            let cpu = self.pid.and_then(procstat::sample);
+            let cpu = procstat::sample_all(&self.pids);
             let server_cpu = match (self.last, cpu) {
                 (Some(a), Some(b)) => Some(b.cpu_s - a.cpu_s),
                 _ => None,
@@ -808,12 +808,12 @@ impl Collector {
             thread_sleeps.push(o.sleeps);
         }
         let now = self.clock.now().saturating_sub(zero);
-        if let Some(pid) = self.pid {
+        if !self.pids.is_empty() {
             if self.start.is_none() {
-                self.start = procstat::sample(pid).map(|s| (s, now));
+                self.start = procstat::sample_all(&self.pids).map(|s| (s, now));
             }
             if self.end.is_none() {
-                self.end = procstat::sample(pid).map(|s| (s, now));
+                self.end = procstat::sample_all(&self.pids).map(|s| (s, now));
             }
         }
         let window_ns = stop.min(until).saturating_sub(from).max(1);
