@@ -8,10 +8,12 @@
 #   scripts/callgrind.sh                 # echo (64-byte messages) and HTTP keep-alive GET /
 #   WORKLOADS=http N1=2000 N2=12000 scripts/callgrind.sh
 #   SERVER_ARGS="--access-log /tmp/a.log" WORKLOADS=http scripts/callgrind.sh
+#   BIN=/tmp/old/target/release/reactor BENCH_BIN=target/release/reactor scripts/callgrind.sh
 #
 # Environment: WORKLOADS ("echo http"), N1 (2000), N2 (12000), CONNS (10), BIN (the
-# release binary, built if missing), SERVER_ARGS (extra `reactor serve`
-# flags). Loopback only; ports from the OS. Prints one line per workload:
+# release binary, built if missing), BENCH_BIN (the binary whose `reactor
+# bench` makes the load: BIN; another keeps the load the same when
+# comparing builds), SERVER_ARGS (extra `reactor serve` flags). Loopback only; ports from the OS. Prints one line per workload:
 # "<workload> <instructions per request> (<total N1> <total N2>)".
 set -euo pipefail
 
@@ -27,6 +29,7 @@ SERVER_ARGS=${SERVER_ARGS:-}
 CONNS=${CONNS:-10}
 command -v valgrind >/dev/null 2>&1 || die "valgrind is needed"
 [[ -x $BIN ]] || (cd "$root" && cargo build --release --bin reactor)
+BENCH_BIN=${BENCH_BIN:-$BIN}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/reactor-callgrind.XXXXXX")
 install_cleanup 'rm -rf "$tmp"'
@@ -47,8 +50,8 @@ count() {
   srv=$SPAWNED
   wait_tcp "$port" "$srv" 60 || { cat "$tmp/log" >&2; die "server under valgrind did not start"; }
   case $workload in
-    echo) "$BIN" bench echo "127.0.0.1:$port" -c "$CONNS" -n "$n" --size 64 -q >/dev/null ;;
-    http) "$BIN" bench http "http://127.0.0.1:$port/" -c "$CONNS" -n "$n" -q >/dev/null ;;
+    echo) "$BENCH_BIN" bench echo "127.0.0.1:$port" -c "$CONNS" -n "$n" --size 64 -q >/dev/null ;;
+    http) "$BENCH_BIN" bench http "http://127.0.0.1:$port/" -c "$CONNS" -n "$n" -q >/dev/null ;;
   esac
   stop_pid "$srv" TERM 60
   awk '/^(summary|totals):/ {print $2; exit}' "$out"

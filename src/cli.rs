@@ -90,8 +90,8 @@ pub struct ServeArgs {
     /// HTTP: largest request body read (and discarded); more gets 413
     #[arg(long, value_name = "BYTES", default_value = "1m", value_parser = parse_size)]
     pub max_body: usize,
-    /// WebSocket (/ws): let browsers in only from this Origin (repeat for
-    /// more), e.g. https://chat.example.org [default: any]
+    /// WebSocket (/ws and /ws/echo): let browsers in only from this Origin
+    /// (repeat for more), e.g. https://chat.example.org [default: any]
     #[arg(long, value_name = "ORIGIN")]
     pub ws_origin: Vec<String>,
     /// WebSocket: ping a member silent this long; close it if silent as long again (0: never)
@@ -106,7 +106,7 @@ pub struct ServeArgs {
     /// Close a connection idle this long (0: never), e.g. 300, 300s, 5m, 500ms
     #[arg(long, value_name = "DUR", default_value = "300s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
-    /// Longest chat line in bytes; a longer one gets an error line and a close
+    /// Longest chat line in bytes, also a /ws message's; a longer line gets an error line and a close (a /ws message: close 1009)
     #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_size)]
     pub max_line: usize,
     /// Any connection: with this much output unsent, the server stops using and reading its input until it drains

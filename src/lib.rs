@@ -33,13 +33,18 @@
 //!   connection I/O, the staged close, accept and its faults, timers, the
 //!   deferred list, the slab, memory caps, setup and shutdown.
 //! - `proto/`: each protocol on the loop (`greet`, `echo`, `chat`,
-//!   `http`, `ws`, `udp`), the state each keeps per connection, and
-//!   `loops.rs`, chat lines between the loops of one process.
+//!   `http`, `ws`, `ws_echo`, `udp`, and `bus`, the loop's two connections
+//!   to Redis), the state each keeps per connection, and `loops.rs`, chat
+//!   lines between the loops of one process.
 //! - `service/`: the protocols' state machines, with no I/O: `greet`,
-//!   `echo`, `chat`, `http` (requests, files, the `/ws` handshake, the
-//!   embedded pages), `ws` (the WebSocket frame codec).
+//!   `echo`, `chat`, `http` (requests, files, the `/ws` and `/ws/echo`
+//!   handshake, the embedded pages), `ws` (the WebSocket frame codec),
+//!   `bus` (chat rooms across servers over Redis pub/sub), `resp` (RESP2,
+//!   the Redis codec).
 //! - `bench/`: `reactor bench`, the load generator (its own mio loops; it
-//!   shares the server's HTTP and WebSocket parsers and `sys.rs`).
+//!   shares the server's HTTP and WebSocket parsers and `sys.rs`). A
+//!   module of this crate rather than a workspace member, on purpose:
+//!   `docs/ARCHITECTURE.md`, "Before and after the split".
 //! - `buf.rs`: byte buffers and the pool that keeps idle connections
 //!   buffer-free, and the count of what all buffers hold.
 //! - `transport.rs`: TCP, Unix and TLS streams behind one type.

@@ -8,7 +8,7 @@
 //! they come from the reactor's pool (`src/buf.rs`) when bytes arrive or
 //! must be sent and go back the moment they are empty. An idle TLS
 //! connection then keeps only rustls's key schedule and record state (the
-//! figure is in `docs/ARCHITECTURE.md`, "Transports").
+//! figure is in `docs/ARCHITECTURE.md`, "Transport: plain, Unix and TLS").
 //!
 //! Three edge-triggered subtleties live here:
 //! - the socket is read until `WouldBlock` (or EOF): a short read proves

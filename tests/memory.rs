@@ -643,3 +643,137 @@ fn a_chat_member_that_never_reads_is_dropped_at_the_flag() {
     drop(sender);
     srv.stop("never-reading member");
 }
+
+/// Says the lines of `sender` into its room, 100 lines of 220 bytes at a
+/// time, until `/stats` counts an eviction (at most 4.4 MB).
+fn say_until_evicted(srv: &Server, sender: &mut TcpStream) {
+    let block = format!("{}\n", "s".repeat(219)).repeat(100);
+    for i in 0..200 {
+        write_all(sender, block.as_bytes(), "sender");
+        if i % 10 == 9 && srv.stats()["evicted"] > 0 {
+            return;
+        }
+    }
+    let ok = wait_until(Duration::from_secs(10), || srv.stats()["evicted"] > 0);
+    assert!(ok, "nobody evicted after 4.4 MB: {:?}", srv.stats());
+}
+
+/// `--max-client-memory` on a chat member (`docs/LIMITS.md`, "memory of
+/// all connections"): a member that never reads holds the room's lines
+/// for it until the connections together pass the cap (512 KiB, under
+/// `--chat-output-hard`'s 1 MiB), and it is the largest: it is evicted
+/// with `ERROR too slow` after whole lines, the room hears it left (too
+/// slow), and the sender is still served.
+#[test]
+fn max_client_memory_evicts_a_chat_member_with_too_slow() {
+    let _serial = serial();
+    // A long linger: the member reads what it was left only once the
+    // sender is done.
+    let srv = Server::start(&[
+        "--chat",
+        "127.0.0.1:0",
+        "--max-client-memory",
+        "512k",
+        "--linger",
+        "60s",
+    ]);
+    let chat = srv.addr("chat");
+    let rcvbuf = 64 * 1024;
+    let mut deaf = Lines::new(small_window_client(chat, rcvbuf), "non-reading member");
+    deaf.get_mut().set_read_timeout(Some(TIMEOUT)).unwrap();
+    assert!(deaf.line().starts_with("* welcome"));
+    let mut sender = connect(chat);
+    say_until_evicted(&srv, &mut sender);
+    write_all(&mut sender, b"/rooms\n", "sender");
+    let mut said = Lines::new(sender, "sender");
+    said.until(|l| l.ends_with(" left lobby (too slow)\n"));
+    said.until(|l| l.starts_with("* rooms"));
+    let (rest, _) = deaf.rest();
+    let stats = srv.stats();
+    eprintln!(
+        "max-client-memory 512k: a chat member that never reads, evicted after being sent {} bytes; {stats:?}",
+        rest.len()
+    );
+    assert_eq!(stats["evicted"], 1, "{stats:?}");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.ends_with(&format!(
+            "{}\nERROR too slow: output limit reached, disconnecting\n",
+            "s".repeat(219)
+        )),
+        "not whole lines and then the error: ...{:?}",
+        &text[text.len().saturating_sub(300)..]
+    );
+    // Dropped at the memory cap, not at the member's own hard cap.
+    assert!(rest.len() < 1 << 20, "it was sent {} bytes", rest.len());
+    drop((said, deaf));
+    srv.stop("chat member evicted");
+}
+
+/// The same for a WebSocket chat member: evicted and closed at once (no
+/// message, as for a close without a word); the TCP member beside it
+/// hears it left (too slow).
+#[test]
+fn max_client_memory_closes_a_websocket_member() {
+    let _serial = serial();
+    let srv = Server::start(&["--chat", "127.0.0.1:0", "--max-client-memory", "512k"]);
+    let mut s = small_window_client(srv.addr("http"), 64 * 1024);
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    ws_handshake(&mut s, "/ws");
+    let mut deaf = util::ws::Ws::over(s.try_clone().unwrap());
+    assert!(deaf.recv().text().starts_with("* welcome"));
+    let mut sender = connect(srv.addr("chat"));
+    say_until_evicted(&srv, &mut sender);
+    write_all(&mut sender, b"/rooms\n", "sender");
+    let mut said = Lines::new(sender, "sender");
+    said.until(|l| l.ends_with(" left lobby (too slow)\n"));
+    said.until(|l| l.starts_with("* rooms"));
+    drop(deaf);
+    // Closed: what the kernel held for it, then the end (a reset or EOF).
+    let (rest, end) = read_to_end(&mut s, "evicted WebSocket member");
+    let stats = srv.stats();
+    eprintln!(
+        "max-client-memory 512k: a WebSocket member that never reads, closed ({end:?}) after {} more bytes; {stats:?}",
+        rest.len()
+    );
+    assert_eq!(stats["evicted"], 1, "{stats:?}");
+    assert!(rest.len() < 1 << 20, "it was sent {} bytes", rest.len());
+    drop((said, s));
+    srv.stop("WebSocket member evicted");
+}
+
+/// The same for HTTP: a client that pipelines requests and never reads
+/// holds its responses until the connections pass the cap (96 KiB, under
+/// one such client's 176 KiB bound); it is closed, and others are still
+/// served.
+#[test]
+fn max_client_memory_closes_an_http_connection() {
+    let _serial = serial();
+    let t = target(&["--max-client-memory", "96k"]);
+    served(&t);
+    let (mut pipe, block) = connect_hog(&t, Hog::Pipelined);
+    let mut sent = 0;
+    while sent < HOG_MAX {
+        match pipe.write(&block) {
+            Ok(k) if k > 0 => sent += k,
+            _ => break,
+        }
+    }
+    let ok = wait_until(Duration::from_secs(10), || t.srv.stats()["evicted"] > 0);
+    assert!(ok, "nobody evicted: {:?}", t.srv.stats());
+    let Pipe::Tcp(mut s) = pipe else {
+        unreachable!("a plain HTTP hog")
+    };
+    // Closed: the responses the kernel took for it, then the end.
+    let (rest, end) = read_to_end(&mut s, "evicted HTTP client");
+    let stats = t.srv.stats();
+    eprintln!(
+        "max-client-memory 96k: an HTTP client pipelining {} KiB of requests and never reading, closed ({end:?}) after {} bytes of responses; {stats:?}",
+        sent >> 10,
+        rest.len()
+    );
+    assert_eq!(stats["evicted"], 1, "{stats:?}");
+    drop(s);
+    served(&t);
+    t.srv.stop("HTTP connection evicted");
+}

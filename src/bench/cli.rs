@@ -1,5 +1,6 @@
 //! The flags of `reactor bench`: one subcommand per workload, plus
-//! `compare`. Flags shared by every load workload live in [`Common`].
+//! `compare` and `merge`. Flags shared by every load workload live in
+//! [`Common`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,17 +12,17 @@ use crate::units::{parse_duration, parse_size};
 /// Drive a server with load and report throughput and latency honestly.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The workload (or `compare`).
+    /// The workload (or `compare`, `merge`).
     #[command(subcommand)]
     pub command: BenchCommand,
 }
 
-/// The workloads, and `compare`.
+/// The workloads, and `compare` and `merge`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// TCP echo: send messages, verify every byte that comes back.
     Echo(EchoArgs),
-    /// HTTP/1.1 GET: keep-alive (or --close), pipelining; status and length checked.
+    /// HTTP/1.1 (GET, or any method, bodies, request lists; http:// or https://): keep-alive (or --close), pipelining; status and length checked.
     Http(HttpArgs),
     /// A fixed request and a fixed answer (redis PING, a line protocol): every answer byte checked.
     Tcp(TcpArgs),
@@ -235,7 +236,8 @@ pub struct HttpArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub depth: usize,
     /// Add a request header, e.g. -H 'User-Agent: x' (repeatable; the
-    /// request is otherwise the smallest HTTP/1.1 allows: GET, Host)
+    /// request is otherwise the smallest HTTP/1.1 allows: the request
+    /// line, Host, and Content-Length for a body or a POST, PUT or PATCH)
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     pub headers: Vec<String>,
     /// TLS settings (https://).

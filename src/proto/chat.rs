@@ -415,14 +415,19 @@ fn cut_backlog(link: &mut Link, frames: bool, pool: &mut Pool) {
         link.queue(&close_policy(), pool);
         return;
     }
-    if let Some(buf) = link.output.as_mut() {
+    // The line in flight moves to a buffer of its size and the backlog's
+    // storage goes back at once, not when the close ends: the memory cap
+    // counts storage, and evicting this member must bring the count down.
+    if let Some(buf) = link.output.take() {
         let keep = buf
             .data()
             .iter()
             .position(|&b| b == b'\n')
             .map_or(0, |i| i + 1);
-        let drop = buf.len() - keep;
-        buf.truncate_back(drop);
+        let mut line = pool.get_for(keep + TOO_SLOW_LINE.len());
+        line.extend(&buf.data()[..keep]);
+        pool.put(buf);
+        link.output = Some(line);
     }
     link.queue(TOO_SLOW_LINE, pool);
 }
