@@ -59,10 +59,12 @@
 pub mod bench;
 pub mod buf;
 pub mod cli;
+pub mod conffile;
 pub mod config;
 pub mod core;
 pub mod error;
 pub mod listen;
+pub mod notify;
 pub mod proto;
 pub mod server;
 pub mod service;

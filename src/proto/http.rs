@@ -18,6 +18,7 @@ use log::info;
 use crate::buf::CHUNK;
 use crate::core::{Counters, Millis, Moved};
 use crate::service::Verdict;
+use crate::service::http::access::AccessSink;
 use crate::service::http::{
     DateCache, FIXED_MAX, FileBody, HttpConfig, HttpConn, Site, WsEndpoint, canned,
     fixed_after_date,
@@ -62,7 +63,7 @@ impl Shared {
 
     /// Brings `date` up to the loop turn `now`: the wall clock is read at
     /// most once per turn and formatted at most once per second.
-    fn refresh_date(&mut self, now: Millis) {
+    pub(super) fn refresh_date(&mut self, now: Millis) {
         if self.date_turn != now || now == 0 {
             self.date_turn = now;
             self.date.get(SystemTime::now());
@@ -169,6 +170,14 @@ impl Http {
         }
         let http = &mut app.http;
         http.refresh_date(io.now());
+        // The access log, if on: the peer's address once per call.
+        let peer = match app.access.as_deref_mut() {
+            Some(log) => {
+                log.set_time(http.date.text());
+                io.link.transport.peer_addr()
+            }
+            None => None,
+        };
         for _ in 0..HTTP_ROUNDS {
             if input.is_empty() {
                 break;
@@ -190,14 +199,17 @@ impl Http {
             let mut room = [0; FIXED_MAX];
             let date = fixed_after_date(http.date.text(), io.link.transport.is_tls(), &mut room);
             http.out.clear();
-            let p = proto.input_within(
+            let mut sink = app.access.as_deref_mut().map(|log| log.sink(peer));
+            let p = proto.input_logged(
                 input.data(),
                 &mut http.out,
                 io.room(),
                 &http.cfg,
                 date,
                 &live,
+                sink.as_mut().map(|s| s as &mut dyn AccessSink),
             );
+            drop(sink);
             input.consume(p.consumed);
             app.stats.http_requests += u64::from(p.responses);
             if !http.out.is_empty() {
@@ -219,6 +231,13 @@ impl Http {
                 self.head_due = io.due_in(app.limits.header_timeout);
             }
             if let Some(endpoint) = p.upgrade {
+                if let Some(log) = app.access.as_deref_mut() {
+                    let path = match endpoint {
+                        WsEndpoint::Chat => "/ws",
+                        WsEndpoint::Echo => "/ws/echo",
+                    };
+                    log.ws_opened(io.link.id, peer, path);
+                }
                 // Nothing after the head is HTTP: the loop hands the rest
                 // to the new protocol.
                 return Act::Become(match endpoint {
@@ -363,5 +382,14 @@ impl Protocol for Http {
 
     fn gauge<'a>(&self, open: &'a mut OpenBy) -> Option<&'a mut u64> {
         Some(&mut open.http)
+    }
+}
+
+/// A WebSocket that began as an HTTP request closed: its access-log line.
+pub(super) fn log_ws_closed(io: &Io<'_>, app: &mut Protocols) {
+    if let Some(log) = app.access.as_deref_mut() {
+        app.http.refresh_date(io.now());
+        log.set_time(app.http.date.text());
+        log.ws_closed(io.link.id);
     }
 }
