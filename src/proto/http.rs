@@ -209,7 +209,7 @@ impl Http {
                 &live,
                 sink.as_mut().map(|s| s as &mut dyn AccessSink),
             );
-            drop(sink);
+
             input.consume(p.consumed);
             app.stats.http_requests += u64::from(p.responses);
             if !http.out.is_empty() {

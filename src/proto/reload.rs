@@ -68,7 +68,7 @@ fn reload(app: &mut Protocols, core: &mut Core<Protocols>) {
         }
     }
     reload_tls(app, core, &next);
-    app.running = Box::new(next);
+    *app.running = next;
     if app.lead {
         notify::tell("READY=1");
     }
