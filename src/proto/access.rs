@@ -57,6 +57,9 @@ pub struct AccessLog {
     time_of: Vec<u8>,
     /// The CLF time of the turn.
     time: [u8; CLF_TIME_LEN],
+    /// The last client address formatted, and its text (clients come
+    /// back: formatting an address costs as much as the rest of a line).
+    last_ip: Option<(std::net::IpAddr, [u8; 48], usize)>,
     /// Open WebSockets: where each came from and its endpoint, by the
     /// connection's id (so its close can be logged once the socket may
     /// no longer know its peer).
@@ -81,6 +84,7 @@ impl AccessLog {
             failing: false,
             time_of: Vec::new(),
             time: [b'-'; CLF_TIME_LEN],
+            last_ip: None,
             ws: HashMap::new(),
         })
     }
@@ -111,8 +115,17 @@ impl AccessLog {
 
     /// A sink for the HTTP state machine, for requests from `peer`.
     pub fn sink(&mut self, peer: Option<SocketAddr>) -> Sink<'_> {
-        let mut addr = [0u8; 48];
-        let n = format_ip(peer, &mut addr);
+        let (addr, n) = match (peer, self.last_ip) {
+            (Some(p), Some((ip, text, n))) if p.ip() == ip => (text, n),
+            _ => {
+                let mut text = [0u8; 48];
+                let n = format_ip(peer, &mut text);
+                if let Some(p) = peer {
+                    self.last_ip = Some((p.ip(), text, n));
+                }
+                (text, n)
+            }
+        };
         Sink {
             log: self,
             addr,
@@ -264,6 +277,27 @@ fn format_ip(peer: Option<SocketAddr>, out: &mut [u8; 48]) -> usize {
         out[0] = b'-';
         return 1;
     };
+    if let std::net::IpAddr::V4(v4) = peer.ip().to_canonical() {
+        // By hand: `Display` for an address costs more than the line.
+        let mut n = 0;
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                out[n] = b'.';
+                n += 1;
+            }
+            let digits = [octet / 100, octet / 10 % 10, octet % 10];
+            let skip = match octet {
+                100.. => 0,
+                10.. => 1,
+                _ => 2,
+            };
+            for d in &digits[skip..] {
+                out[n] = b'0' + d;
+                n += 1;
+            }
+        }
+        return n;
+    }
     let mut cursor = io::Cursor::new(&mut out[..]);
     let _ = write!(cursor, "{}", peer.ip().to_canonical());
     cursor.position() as usize
@@ -290,6 +324,22 @@ impl AccessSink for Sink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_formatted_as_display_does() {
+        for a in [
+            "0.0.0.0:1",
+            "10.0.99.255:2",
+            "[::ffff:1.2.3.4]:3",
+            "[2001:db8::1]:4",
+        ] {
+            let peer: SocketAddr = a.parse().unwrap();
+            let mut out = [0u8; 48];
+            let n = format_ip(Some(peer), &mut out);
+            assert_eq!(&out[..n], peer.ip().to_canonical().to_string().as_bytes());
+        }
+        assert_eq!(format_ip(None, &mut [0u8; 48]), 1);
+    }
 
     #[test]
     fn lines_wait_for_the_turn_and_survive_a_reopen() {

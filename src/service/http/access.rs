@@ -80,11 +80,12 @@ pub(crate) fn status_and_body(out: &[u8]) -> (u16, u64) {
     (status, body as u64)
 }
 
-/// Where the body starts: just past the first `\r\n\r\n`.
+/// Where the body starts: just past the first `\r\n\r\n` (found from the
+/// line ends, with `memchr`: a head is a handful of lines).
 fn find_blank(head: &[u8]) -> Option<usize> {
-    head.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
+    memchr::memchr_iter(b'\n', head)
+        .find(|&at| at >= 3 && head[at - 3..=at] == *b"\r\n\r\n")
+        .map(|at| at + 1)
 }
 
 /// Turns an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, the cached
@@ -139,6 +140,11 @@ pub fn combined(out: &mut Vec<u8>, addr: &[u8], time: &[u8], e: &Logged<'_>) {
 /// Appends `v` with `"`, `\` and bytes outside printable ASCII as `\xHH`.
 fn escaped(out: &mut Vec<u8>, v: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let plain = |b: &u8| *b != b'"' && *b != b'\\' && (0x20..0x7f).contains(b);
+    if v.iter().all(plain) {
+        out.extend_from_slice(v); // the common case, in one copy
+        return;
+    }
     for &b in v {
         if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
             out.extend_from_slice(&[
