@@ -48,6 +48,8 @@
 //! - `listen.rs`: opening listeners (socket2, Unix socket files).
 //! - `server.rs`: `Server` (bind, run) and `Handle` (stop, stats).
 //! - `config.rs`, `cli.rs`: what to serve and the limits; the flags.
+//!   `conffile.rs`: the flags from a TOML file (`--config`), reread on
+//!   SIGHUP. `notify.rs`: systemd's readiness datagram.
 //! - `units.rs`: durations and sizes as typed on the command line.
 //! - `stats.rs`: the counters and the one list of figures `/stats` and
 //!   `/metrics` print. `error.rs`: the one error type.

@@ -67,6 +67,10 @@ fn reload(app: &mut Protocols, core: &mut Core<Protocols>) {
             Err(e) => error!("SIGHUP: {e}: the running settings are kept"),
         }
     }
+    let tls = core.listener_tls().any(|(_, tls)| tls.is_some());
+    if app.lead && app.running.reload.is_none() && !tls {
+        info!("SIGHUP: nothing to reload (no --config file, no TLS listener)");
+    }
     reload_tls(app, core, &next);
     *app.running = next;
     if app.lead {

@@ -71,11 +71,12 @@ pub(crate) fn status_and_body(out: &[u8]) -> (u16, u64) {
             None => at,
         };
     }
-    let status = at
-        .get(9..12)
-        .and_then(|d| std::str::from_utf8(d).ok())
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0);
+    let status = match at.get(9..12) {
+        Some(&[a, b, c]) if [a, b, c].iter().all(u8::is_ascii_digit) => {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => 0,
+    };
     let body = find_blank(at).map_or(0, |end| at.len() - end);
     (status, body as u64)
 }
