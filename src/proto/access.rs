@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, ErrorKind, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -60,10 +61,30 @@ pub struct AccessLog {
     /// The last client address formatted, and its text (clients come
     /// back: formatting an address costs as much as the rest of a line).
     last_ip: Option<(std::net::IpAddr, [u8; 48], usize)>,
-    /// Open WebSockets: where each came from and its endpoint, by the
-    /// connection's id (so its close can be logged once the socket may
-    /// no longer know its peer).
-    ws: HashMap<u32, (SocketAddr, &'static str)>,
+    /// Where each connection that has logged a line came from (asked of
+    /// the socket once, not once a request: `getpeername` is a system
+    /// call), and the WebSocket endpoint it upgraded to; by the
+    /// connection's id, until it closes.
+    peers: HashMap<u32, (SocketAddr, Option<&'static str>), BuildHasherDefault<IdHasher>>,
+}
+
+/// Hashes a connection id (a serial number) as itself, spread: the ids
+/// are not chosen by peers, so SipHash's defence buys nothing here.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 impl AccessLog {
@@ -85,7 +106,7 @@ impl AccessLog {
             time_of: Vec::new(),
             time: [b'-'; CLF_TIME_LEN],
             last_ip: None,
-            ws: HashMap::new(),
+            peers: HashMap::default(),
         })
     }
 
@@ -153,17 +174,37 @@ impl AccessLog {
         }
     }
 
+    /// Connection `id`'s peer: asked of the socket (`ask`) the first
+    /// time, remembered until `forget`.
+    pub fn peer_of(
+        &mut self,
+        id: u32,
+        ask: impl FnOnce() -> Option<SocketAddr>,
+    ) -> Option<SocketAddr> {
+        if let Some((peer, _)) = self.peers.get(&id) {
+            return Some(*peer);
+        }
+        let peer = ask()?;
+        self.peers.insert(id, (peer, None));
+        Some(peer)
+    }
+
+    /// Connection `id` closed (as HTTP): its peer is forgotten.
+    pub fn forget(&mut self, id: u32) {
+        self.peers.remove(&id);
+    }
+
     /// A WebSocket upgrade to `path` was answered for connection `id`.
-    pub fn ws_opened(&mut self, id: u32, peer: Option<SocketAddr>, path: &'static str) {
-        if let Some(peer) = peer {
-            self.ws.insert(id, (peer, path));
+    pub fn ws_opened(&mut self, id: u32, path: &'static str) {
+        if let Some(entry) = self.peers.get_mut(&id) {
+            entry.1 = Some(path);
         }
     }
 
     /// Connection `id` closed: if it was a logged WebSocket, its line
     /// (`"WS-CLOSE /ws/echo"`, status 101, 0 bytes).
     pub fn ws_closed(&mut self, id: u32) {
-        let Some((peer, path)) = self.ws.remove(&id) else {
+        let Some((peer, Some(path))) = self.peers.remove(&id) else {
             return;
         };
         let mut request = Vec::with_capacity(9 + path.len());
@@ -369,7 +410,9 @@ mod tests {
         log.sink(Some(peer)).log(&e);
         std::fs::rename(&path, dir.join("access.log.1")).unwrap();
         log.reopen();
-        log.ws_opened(7, Some(peer), "/ws/echo");
+        assert_eq!(log.peer_of(7, || Some(peer)), Some(peer));
+        assert_eq!(log.peer_of(7, || None), Some(peer), "asked once");
+        log.ws_opened(7, "/ws/echo");
         log.ws_closed(7);
         log.ws_closed(7);
         drop(log);

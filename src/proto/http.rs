@@ -170,11 +170,13 @@ impl Http {
         }
         let http = &mut app.http;
         http.refresh_date(io.now());
-        // The access log, if on: the peer's address once per call.
+        // The access log, if on: the peer's address (asked once a
+        // connection).
         let peer = match app.access.as_deref_mut() {
             Some(log) => {
                 log.set_time(http.date.text());
-                io.link.transport.peer_addr()
+                let transport = &io.link.transport;
+                log.peer_of(io.link.id, || transport.peer_addr())
             }
             None => None,
         };
@@ -236,7 +238,7 @@ impl Http {
                         WsEndpoint::Chat => "/ws",
                         WsEndpoint::Echo => "/ws/echo",
                     };
-                    log.ws_opened(io.link.id, peer, path);
+                    log.ws_opened(io.link.id, path);
                 }
                 // Nothing after the head is HTTP: the loop hands the rest
                 // to the new protocol.
@@ -378,6 +380,12 @@ impl Protocol for Http {
 
     fn shutdown(&mut self, _io: &mut Io<'_>, _app: &mut Protocols) -> Act {
         Act::Drain // answer what already arrived, then close
+    }
+
+    fn closed(&mut self, io: &mut Io<'_>, app: &mut Protocols, _why: crate::core::Why) {
+        if let Some(log) = app.access.as_deref_mut() {
+            log.forget(io.link.id);
+        }
     }
 
     fn gauge<'a>(&self, open: &'a mut OpenBy) -> Option<&'a mut u64> {
