@@ -785,3 +785,48 @@ fn the_systemd_unit_is_hardened_and_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Promise: `--access-log -` writes the lines to standard output.
+#[test]
+fn access_log_to_standard_output() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bin_path())
+        .args(["serve", "--http", "127.0.0.1:0", "--access-log", "-"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    // stderr is read to its end, so the server never writes to a closed pipe.
+    let (etx, erx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let _ = etx.send(strip_ansi(&line.unwrap_or_default()));
+        }
+    });
+    let addr: SocketAddr = loop {
+        let line = erx.recv_timeout(TIMEOUT).expect("a listen line");
+        if let Some((_, a)) = line.split_once("http listening on ") {
+            break a.trim().parse().unwrap();
+        }
+    };
+    assert_eq!(http_get(addr, "/stdout-test").status, 404);
+    let line = rx.recv_timeout(TIMEOUT).expect("a line on standard output");
+    let l = parse(&line);
+    assert_eq!(
+        (l.request.as_str(), l.status),
+        ("GET /stdout-test HTTP/1.1", 404)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

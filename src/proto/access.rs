@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use log::{info, warn};
 
+use super::{Io, Protocols};
 use crate::service::http::access::{AccessSink, CLF_TIME_LEN, Logged, clf_time, combined};
 
 /// Bytes of lines buffered before they are written without waiting for
@@ -298,6 +299,14 @@ impl Drop for AccessLog {
                 self.dropped
             );
         }
+    }
+}
+
+/// A WebSocket that began as an HTTP request closed: its access-log line.
+pub(super) fn ws_closed(io: &Io<'_>, app: &mut Protocols) {
+    if let Some(log) = app.access.as_deref_mut() {
+        log.set_time(app.http.date_at(io.now()));
+        log.ws_closed(io.link.id);
     }
 }
 

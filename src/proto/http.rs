@@ -63,11 +63,17 @@ impl Shared {
 
     /// Brings `date` up to the loop turn `now`: the wall clock is read at
     /// most once per turn and formatted at most once per second.
-    pub(super) fn refresh_date(&mut self, now: Millis) {
+    fn refresh_date(&mut self, now: Millis) {
         if self.date_turn != now || now == 0 {
             self.date_turn = now;
             self.date.get(SystemTime::now());
         }
+    }
+
+    /// The `Date` value as of the loop turn `now`.
+    pub(super) fn date_at(&mut self, now: Millis) -> &[u8] {
+        self.refresh_date(now);
+        self.date.text()
     }
 
     /// A canned `status` response (408, 503) as bytes; `hsts` for HTTPS.
@@ -390,14 +396,5 @@ impl Protocol for Http {
 
     fn gauge<'a>(&self, open: &'a mut OpenBy) -> Option<&'a mut u64> {
         Some(&mut open.http)
-    }
-}
-
-/// A WebSocket that began as an HTTP request closed: its access-log line.
-pub(super) fn log_ws_closed(io: &Io<'_>, app: &mut Protocols) {
-    if let Some(log) = app.access.as_deref_mut() {
-        app.http.refresh_date(io.now());
-        log.set_time(app.http.date.text());
-        log.ws_closed(io.link.id);
     }
 }

@@ -97,7 +97,7 @@ impl WsEcho {
 
 impl Protocol for WsEcho {
     fn closed(&mut self, io: &mut Io<'_>, app: &mut Protocols, _why: crate::core::Why) {
-        super::http::log_ws_closed(io, app);
+        super::access::ws_closed(io, app);
     }
 
     fn opened(&mut self, io: &mut Io<'_>, app: &mut Protocols) -> Act {
