@@ -35,6 +35,18 @@ pub enum Command {
     /// Write a self-signed certificate and key for localhost and 127.0.0.1
     /// (DIR/cert.pem, DIR/key.pem), for trying --https and --tls-echo.
     Cert(CertArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), made from these flags: `reactor man | man -l -`
+    Man,
+}
+
+/// Flags of `reactor completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 /// Flags of `reactor cert`.
@@ -48,6 +60,12 @@ pub struct CertArgs {
 /// Flags of `reactor serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Read settings from this TOML file (keys: these flags' names; services as tables, [http] addr = ...); flags given here win. Reread on SIGHUP
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// HTTP: log each request in the Combined Log Format to FILE (- for standard output); reopened on SIGUSR1 [default: off]
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
     /// Greet (seed 000): send "Thank you for connecting", then close [default: 127.0.0.1:12345]
     #[arg(long, value_name = "ADDR")]
     pub greet: Option<SocketAddr>,
@@ -212,6 +230,7 @@ impl ServeArgs {
             reuse_port: self.reuse_port || self.threads > 1,
             threads: usize::from(self.threads),
             handle_signals: true,
+            access_log: self.access_log.clone(),
             bus: self.bus.clone().map(|url| BusSettings {
                 url,
                 prefix: self.bus_prefix.clone(),

@@ -61,8 +61,19 @@ pub struct Config {
     pub handle_signals: bool,
     /// The Redis bus chat rooms are shared over with other servers.
     pub bus: Option<BusSettings>,
+    /// Where HTTP's access log goes (`-`: standard output); none: off.
+    pub access_log: Option<PathBuf>,
+    /// The config file and command line to read again on SIGHUP.
+    pub reload: Option<std::sync::Arc<dyn Reload>>,
     /// The limits.
     pub limits: Limits,
+}
+
+/// Reads the configuration again, for `SIGHUP`: the config file, with the
+/// command line on top (`conffile::Reloader`).
+pub trait Reload: Send + Sync + std::fmt::Debug {
+    /// The configuration as it reads now, and the log level.
+    fn reload(&self) -> Result<(Config, log::LevelFilter), String>;
 }
 
 /// Chat rooms shared with every server on the same Redis and prefix.
@@ -310,6 +321,8 @@ impl Config {
             threads: 1,
             handle_signals: false,
             bus: None,
+            access_log: None,
+            reload: None,
             limits: Limits::default(),
         }
     }

@@ -53,6 +53,8 @@
 //! - `listen.rs`: opening listeners (socket2, Unix socket files).
 //! - `server.rs`: `Server` (bind, run) and `Handle` (stop, stats).
 //! - `config.rs`, `cli.rs`: what to serve and the limits; the flags.
+//!   `conffile.rs`: the flags from a TOML file (`--config`), reread on
+//!   SIGHUP. `notify.rs`: systemd's readiness datagram.
 //! - `units.rs`: durations and sizes as typed on the command line.
 //! - `stats.rs`: the counters and the one list of figures `/stats` and
 //!   `/metrics` print. `error.rs`: the one error type.
@@ -64,10 +66,12 @@
 pub mod bench;
 pub mod buf;
 pub mod cli;
+pub mod conffile;
 pub mod config;
 pub mod core;
 pub mod error;
 pub mod listen;
+pub mod notify;
 pub mod proto;
 pub mod server;
 pub mod service;

@@ -19,6 +19,7 @@ use crate::config::{Bind, BusSettings, Config};
 use crate::core::{ListenSocket, Reactor, Stopper};
 use crate::error::{Error, Result};
 use crate::listen;
+use crate::proto::access::AccessLog;
 use crate::proto::{Protocols, Socket, UdpEcho, loops};
 use crate::service::Service;
 use crate::service::bus::{self, Bus, BusConfig, Origin};
@@ -78,8 +79,23 @@ impl Server {
             bound: Vec::new(),
             unix_path: None,
         };
+        let print = match (&tls, config.tls_cert.as_deref()) {
+            (Some(_), Some(cert)) => crate::tls::fingerprint(cert).unwrap_or_default(),
+            _ => String::new(),
+        };
         for i in 0..n {
-            let app = Protocols::new(&config);
+            let mut app = Protocols::new(&config);
+            app.lead = i == 0;
+            app.tls_print = print.clone();
+            if let Some(path) = &config.access_log {
+                let log = AccessLog::open(path).map_err(|e| {
+                    Error::Config(format!("access log {}: cannot open: {e}", path.display()))
+                })?;
+                if i == 0 {
+                    info!("access log: {}", log.shown());
+                }
+                app.access = Some(Box::new(log));
+            }
             let mut r = Reactor::new(app, config.limits.core(), config.handle_signals, n)?;
             for (service, bind) in &wanted {
                 // The other loops bind the ports the first one got.

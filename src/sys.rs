@@ -146,3 +146,15 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// CLOCK_MONOTONIC in microseconds (what systemd's `MONOTONIC_USEC=`
+/// wants; std's `Instant` reads the same clock but keeps its value opaque).
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1000
+}

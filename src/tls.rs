@@ -82,6 +82,15 @@ pub fn server_config(cert: &Path, key: &Path, alpn: &[&[u8]]) -> Result<Arc<Serv
     Ok(Arc::new(config))
 }
 
+/// The SHA-1 fingerprint of the first certificate in the PEM file `cert`
+/// (`AB:CD:...`, as `openssl x509 -fingerprint` prints it), for the logs.
+pub fn fingerprint(cert: &Path) -> Option<String> {
+    let first = CertificateDer::pem_file_iter(cert).ok()?.next()?.ok()?;
+    let digest = sha1_smol::Sha1::from(first.as_ref()).digest().bytes();
+    let hex: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+    Some(hex.join(":"))
+}
+
 /// Writes a self-signed certificate and its key for `localhost` and
 /// `127.0.0.1` to `dir/cert.pem` and `dir/key.pem` (the key readable by
 /// its owner only); returns the two paths.
@@ -259,6 +268,11 @@ impl TlsStream {
     /// The socket, for registration.
     pub fn socket(&mut self) -> &mut TcpStream {
         &mut self.sock
+    }
+
+    /// The peer's address, while the socket is connected.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.sock.peer_addr().ok()
     }
 
     /// Bytes of buffer storage held (records in, records out, plaintext

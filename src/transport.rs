@@ -56,6 +56,16 @@ impl Transport {
         }
     }
 
+    /// The peer's address (a TCP or TLS peer; `None` for a Unix peer, or
+    /// once the socket is no longer connected). One `getpeername` call.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Transport::Tcp(s) => s.peer_addr().ok(),
+            Transport::Unix(_) => None,
+            Transport::Tls(t) => t.peer_addr(),
+        }
+    }
+
     /// True for a TLS transport.
     pub fn is_tls(&self) -> bool {
         matches!(self, Transport::Tls(_))

@@ -152,6 +152,32 @@ fn start_site(site: &Site) -> (Running, SocketAddr) {
 
 // ------------------------------------------------------------------ 200
 
+/// Promise: with `--root`, `GET /` is the root's `index.html` if it has
+/// one, else its listing (as `python -m http.server`); HEAD the same
+/// without the body. Without a root it stays the seed's greeting (below).
+#[test]
+fn root_slash_is_index_or_listing() {
+    let _g = shared();
+    let site = site();
+    let (srv, addr) = start_site(&site);
+    let r = http_get(addr, "/");
+    assert_eq!(r.status, 200, "{}", r.status_line);
+    let listing = r.text();
+    for name in ["hello.txt", "sub/", "range.bin"] {
+        assert!(
+            listing.contains(name),
+            "the listing of / lacks {name}:\n{listing}"
+        );
+    }
+    assert!(!listing.contains("Hello, client!"), "{listing}");
+    std::fs::write(site.root.join("index.html"), b"<h1>the index</h1>").unwrap();
+    let r = http_get(addr, "/");
+    assert_eq!(r.status, 200, "{}", r.status_line);
+    assert_bytes_eq(&r.body, b"<h1>the index</h1>", "GET / with an index.html");
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    finish(srv);
+}
+
 /// Promise: `GET /` is 200 with exactly `Hello, client!` as text/html,
 /// with `Server` and `Date`.
 #[test]
@@ -935,11 +961,11 @@ fn pipelining_in_order() {
     let (srv, addr) = start_site(&site);
     let mut c = HttpClient::connect(addr, "pipelined 3");
     let mut req = get("/hello.txt");
-    req.extend_from_slice(&get("/"));
+    req.extend_from_slice(&get("/hello.txt"));
     req.extend_from_slice(&get("/nope"));
     c.send(&req);
     assert_bytes_eq(&c.response().body, b"hello from a file\n", "pipelined 1/3");
-    assert_bytes_eq(&c.response().body, b"Hello, client!", "pipelined 2/3");
+    assert_bytes_eq(&c.response().body, b"hello from a file\n", "pipelined 2/3");
     assert_eq!(c.response().status, 404, "pipelined 3/3");
     assert!(
         c.quiet_for(Duration::from_millis(50)),
@@ -950,10 +976,10 @@ fn pipelining_in_order() {
     let kind = |i: usize| i % 5;
     let req: Vec<u8> = (0..50)
         .flat_map(|i| match kind(i) {
-            0 => get("/"),
+            0 => get("/hello.txt"),
             1 => get("/stats"),
             2 => get(&format!("/missing-{i}")),
-            3 => b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            3 => b"HEAD /hello.txt HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
             _ => get("/metrics"),
         })
         .collect();
@@ -965,8 +991,12 @@ fn pipelining_in_order() {
         match kind(i) {
             0 | 3 => {
                 assert_eq!(r.status, 200, "{what}");
-                assert_eq!(r.header("content-length"), Some("14"), "{what}");
-                let want: &[u8] = if kind(i) == 0 { b"Hello, client!" } else { b"" };
+                assert_eq!(r.header("content-length"), Some("18"), "{what}");
+                let want: &[u8] = if kind(i) == 0 {
+                    b"hello from a file\n"
+                } else {
+                    b""
+                };
                 assert_bytes_eq(&r.body, want, &what);
             }
             1 => {
@@ -1031,7 +1061,7 @@ fn head_has_get_headers_and_no_body() {
     let got = c.roundtrip(&get("/hello.txt"));
     for (path, body) in [
         ("/hello.txt", got.body.clone()),
-        ("/", b"Hello, client!".to_vec()),
+        ("/hello.txt", b"hello from a file\n".to_vec()),
     ] {
         let mut req = format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes();
         req.extend_from_slice(&get(path));
@@ -1059,8 +1089,8 @@ fn head_has_get_headers_and_no_body() {
     c.send(b"HEAD /nope HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.response_to(true).status, 404);
     assert_bytes_eq(
-        &c.roundtrip(&get("/")).body,
-        b"Hello, client!",
+        &c.roundtrip(&get("/hello.txt")).body,
+        b"hello from a file\n",
         "after HEAD 404",
     );
     assert!(
@@ -1144,9 +1174,9 @@ fn half_close_still_answered() {
     let (srv, addr) = start_site(&site);
 
     let mut c = HttpClient::connect(addr, "half-close hello");
-    c.send(&get("/"));
+    c.send(&get("/hello.txt"));
     shutdown_write(&c.s);
-    assert_bytes_eq(&c.response().body, b"Hello, client!", "half-close /");
+    assert_bytes_eq(&c.response().body, b"hello from a file\n", "half-close /");
     c.expect_eof();
 
     c = HttpClient::connect(addr, "half-close pipelined");
@@ -1282,7 +1312,7 @@ fn stats_json_and_metrics() {
 
 /// Promise: a 32 MiB file to a client that reads slowly arrives byte for
 /// byte; meanwhile the server's memory stays bounded (RSS growth < 8 MiB)
-/// and another client's `GET /` is answered within 1 s throughout.
+/// and another client's `GET /hello.txt` is answered within 1 s throughout.
 #[test]
 fn large_file_slow_reader_bounded_memory() {
     let _g = exclusive();
@@ -1309,9 +1339,9 @@ fn large_file_slow_reader_bounded_memory() {
         let mut n = 0u32;
         while !stop2.load(Ordering::SeqCst) {
             let t = Instant::now();
-            let r = http_get(addr, "/");
+            let r = http_get(addr, "/hello.txt");
             let dt = t.elapsed();
-            assert_bytes_eq(&r.body, b"Hello, client!", "other client");
+            assert_bytes_eq(&r.body, b"hello from a file\n", "other client");
             worst = worst.max(dt);
             n += 1;
             thread::sleep(Duration::from_millis(50)); // pacing
@@ -1368,8 +1398,8 @@ fn large_file_slow_reader_bounded_memory() {
     let took = t0.elapsed();
     // The response is complete; the connection is still usable.
     assert_bytes_eq(
-        &c.roundtrip(&get("/")).body,
-        b"Hello, client!",
+        &c.roundtrip(&get("/hello.txt")).body,
+        b"hello from a file\n",
         "after big.bin",
     );
     stop.store(true, Ordering::SeqCst);
@@ -1401,10 +1431,6 @@ fn missing_root_is_404_not_a_crash() {
     assert!(!Path::new(&root).exists());
     let (srv, addr) = start_http(http_config(Some(&root)));
     assert_eq!(http_get(addr, "/x.txt").status, 404);
-    assert_bytes_eq(
-        &http_get(addr, "/").body,
-        b"Hello, client!",
-        "/ without a root dir",
-    );
+    assert_eq!(http_get(addr, "/").status, 404, "/ under a missing root");
     finish(srv);
 }

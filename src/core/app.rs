@@ -116,4 +116,7 @@ pub trait App: Kinds + Sized {
     fn cron(&mut self, _core: &mut Core<Self>) {}
     /// The loop's waker rang (another thread has something for it).
     fn woken(&mut self, _core: &mut Core<Self>) {}
+    /// A signal the loop passes on arrived: `SIGHUP` (reload) or
+    /// `SIGUSR1` (reopen log files), by number.
+    fn signal(&mut self, _signal: i32, _core: &mut Core<Self>) {}
 }

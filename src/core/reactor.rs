@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use log::{debug, info, trace, warn};
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::error::{Error, Result};
@@ -113,7 +113,8 @@ pub struct Reactor<A: App> {
     poll: Poll,
     /// Keys of the listeners and sources, freed when shutting down.
     listeners: Vec<usize>,
-    /// SIGINT/SIGTERM, if this loop handles signals.
+    /// SIGINT/SIGTERM (and SIGHUP, SIGUSR1 for the app), if this loop
+    /// handles signals.
     signals: Option<Signals>,
     /// Rung by other threads: a `Stopper`, or the app's own messages.
     waker: Arc<Waker>,
@@ -148,7 +149,7 @@ impl<A: App> Reactor<A> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let signals = if signals {
-            let mut s = Signals::new([SIGINT, SIGTERM])?;
+            let mut s = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
             poll.registry()
                 .register(&mut s, SIGNALS, Interest::READABLE)?;
             Some(s)
@@ -627,13 +628,19 @@ impl<A: App> Reactor<A> {
     }
 
     /// Reads pending signals: the first SIGINT/SIGTERM starts a graceful
-    /// shutdown, a second one stops at once.
+    /// shutdown, a second one stops at once; SIGHUP and SIGUSR1 go to the
+    /// app (`App::signal`), in the order they came.
     fn on_signals(&mut self) {
         let Some(signals) = self.signals.as_mut() else {
             return;
         };
         let caught: Vec<i32> = signals.pending().collect();
         for sig in caught {
+            if sig == SIGHUP || sig == SIGUSR1 {
+                self.app.signal(sig, &mut self.core);
+                drive::run_orders(&mut self.app, &mut self.core);
+                continue;
+            }
             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
             if self.core.shutting_down() {
                 warn!("{name} again: stopping now, without flushing");

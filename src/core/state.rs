@@ -404,6 +404,18 @@ impl<A: Kinds> Core<A> {
         Ok(key)
     }
 
+    /// Every listener's tag and the TLS configuration its new clients'
+    /// handshakes use, to replace it (a reloaded certificate): clients
+    /// already accepted keep the one they started with.
+    pub fn listener_tls(
+        &mut self,
+    ) -> impl Iterator<Item = (A::Listen, &mut Option<std::sync::Arc<rustls::ServerConfig>>)> {
+        self.slab.iter_mut().filter_map(|(_, slot)| match slot {
+            Slot::Listener(l) => Some((l.listen, &mut l.tls)),
+            _ => None,
+        })
+    }
+
     /// Source `key`, if it is one.
     pub fn source(&mut self, key: usize) -> Option<&mut A::Source> {
         match self.slab.get_mut(key) {

@@ -18,6 +18,7 @@ use log::info;
 use crate::buf::CHUNK;
 use crate::core::{Counters, Millis, Moved};
 use crate::service::Verdict;
+use crate::service::http::access::AccessSink;
 use crate::service::http::{
     DateCache, FIXED_MAX, FileBody, HttpConfig, HttpConn, Site, WsEndpoint, canned,
     fixed_after_date,
@@ -67,6 +68,12 @@ impl Shared {
             self.date_turn = now;
             self.date.get(SystemTime::now());
         }
+    }
+
+    /// The `Date` value as of the loop turn `now`.
+    pub(super) fn date_at(&mut self, now: Millis) -> &[u8] {
+        self.refresh_date(now);
+        self.date.text()
     }
 
     /// A canned `status` response (408, 503) as bytes; `hsts` for HTTPS.
@@ -169,6 +176,16 @@ impl Http {
         }
         let http = &mut app.http;
         http.refresh_date(io.now());
+        // The access log, if on: the peer's address (asked once a
+        // connection).
+        let peer = match app.access.as_deref_mut() {
+            Some(log) => {
+                log.set_time(http.date.text());
+                let transport = &io.link.transport;
+                log.peer_of(io.link.id, || transport.peer_addr())
+            }
+            None => None,
+        };
         for _ in 0..HTTP_ROUNDS {
             if input.is_empty() {
                 break;
@@ -190,14 +207,17 @@ impl Http {
             let mut room = [0; FIXED_MAX];
             let date = fixed_after_date(http.date.text(), io.link.transport.is_tls(), &mut room);
             http.out.clear();
-            let p = proto.input_within(
+            let mut sink = app.access.as_deref_mut().map(|log| log.sink(peer));
+            let p = proto.input_logged(
                 input.data(),
                 &mut http.out,
                 io.room(),
                 &http.cfg,
                 date,
                 &live,
+                sink.as_mut().map(|s| s as &mut dyn AccessSink),
             );
+
             input.consume(p.consumed);
             app.stats.http_requests += u64::from(p.responses);
             if !http.out.is_empty() {
@@ -219,6 +239,13 @@ impl Http {
                 self.head_due = io.due_in(app.limits.header_timeout);
             }
             if let Some(endpoint) = p.upgrade {
+                if let Some(log) = app.access.as_deref_mut() {
+                    let path = match endpoint {
+                        WsEndpoint::Chat => "/ws",
+                        WsEndpoint::Echo => "/ws/echo",
+                    };
+                    log.ws_opened(io.link.id, path);
+                }
                 // Nothing after the head is HTTP: the loop hands the rest
                 // to the new protocol.
                 return Act::Become(match endpoint {
@@ -359,6 +386,12 @@ impl Protocol for Http {
 
     fn shutdown(&mut self, _io: &mut Io<'_>, _app: &mut Protocols) -> Act {
         Act::Drain // answer what already arrived, then close
+    }
+
+    fn closed(&mut self, io: &mut Io<'_>, app: &mut Protocols, _why: crate::core::Why) {
+        if let Some(log) = app.access.as_deref_mut() {
+            log.forget(io.link.id);
+        }
     }
 
     fn gauge<'a>(&self, open: &'a mut OpenBy) -> Option<&'a mut u64> {

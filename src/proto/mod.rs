@@ -19,6 +19,7 @@
 //! WebSocket frames) are sans-I/O in `src/service/`; the files here move
 //! their bytes between them and the loop.
 
+pub mod access;
 mod bus;
 mod chat;
 mod echo;
@@ -26,6 +27,7 @@ mod frames;
 mod greet;
 mod http;
 pub mod loops;
+mod reload;
 mod udp;
 mod ws;
 mod ws_echo;
@@ -234,6 +236,16 @@ pub struct Protocols {
     bus_keys: [Option<usize>; 2],
     /// HTTP's configuration and its per-loop scratch.
     pub http: http::Shared,
+    /// The access log (`--access-log`), if on.
+    pub access: Option<Box<access::AccessLog>>,
+    /// The configuration this loop runs under (what `SIGHUP` compares
+    /// the reloaded one with).
+    pub running: Box<Config>,
+    /// The first loop: it alone logs what a reload changed and tells
+    /// systemd.
+    pub lead: bool,
+    /// The SHA-1 fingerprint of the certificate new handshakes use.
+    pub tls_print: String,
     /// The protocols' counters; the loop's own are added when published.
     pub stats: Stats,
     /// The latest snapshot of every counter, for `Handle::stats`.
@@ -256,6 +268,10 @@ impl Protocols {
             bus_addr: None,
             bus_keys: [None, None],
             http: http::Shared::new(config.http_config.clone()),
+            access: None,
+            running: Box::new(config.clone()),
+            lead: true,
+            tls_print: String::new(),
             stats: Stats::default(),
             published: Arc::new(Mutex::new(Stats::default())),
             too_slow: Vec::new(),
@@ -393,6 +409,10 @@ impl core::App for Protocols {
         if self.bus.is_some() {
             bus::flush(self, core);
         }
+        // The turn's access-log lines, in one write.
+        if let Some(log) = self.access.as_deref_mut() {
+            log.write_once();
+        }
     }
 
     #[inline]
@@ -404,6 +424,10 @@ impl core::App for Protocols {
     #[inline]
     fn woken(&mut self, core: &mut Core<Protocols>) {
         chat::take_from_loops(self, core);
+    }
+
+    fn signal(&mut self, signal: i32, core: &mut Core<Protocols>) {
+        reload::signal(self, core, signal);
     }
 }
 

@@ -203,6 +203,7 @@ impl Protocol for Ws {
     }
 
     fn closed(&mut self, io: &mut Io<'_>, app: &mut Protocols, why: Why) {
+        super::access::ws_closed(io, app);
         chat::leave(app, io, self.me(), chat::leave_for(why));
     }
 

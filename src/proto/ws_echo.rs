@@ -96,6 +96,10 @@ impl WsEcho {
 }
 
 impl Protocol for WsEcho {
+    fn closed(&mut self, io: &mut Io<'_>, app: &mut Protocols, _why: crate::core::Why) {
+        super::access::ws_closed(io, app);
+    }
+
     fn opened(&mut self, io: &mut Io<'_>, app: &mut Protocols) -> Act {
         app.stats.ws_upgrades += 1;
         debug!("conn {}: upgraded to WebSocket echo", io.link.id);

@@ -421,6 +421,11 @@ impl Bin {
     /// read line by line in a thread. A wrapper must exec the binary, so
     /// the child's pid is the server's.
     pub fn spawn_under(wrapper: &[&str], args: &[&str]) -> Bin {
+        Bin::spawn_with(wrapper, args, &[])
+    }
+
+    /// `spawn_under`, with `env` added to the child's environment.
+    pub fn spawn_with(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Bin {
         let mut command = match wrapper.split_first() {
             Some((program, pre)) => {
                 let mut c = Command::new(program);
@@ -431,6 +436,7 @@ impl Bin {
         };
         let mut child = command
             .args(args)
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -475,6 +481,23 @@ impl Bin {
                 }
                 Err(_) => panic!(
                     "no `{needle}...` line within {within:?}; stderr so far:\n{}",
+                    self.log_text()
+                ),
+            }
+        }
+    }
+
+    /// Wait for a stderr line containing `needle` (after the lines already
+    /// taken) and return it.
+    pub fn wait_line(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no line with `{needle}` within {within:?}; stderr so far:\n{}",
                     self.log_text()
                 ),
             }

@@ -3,9 +3,10 @@
 //!
 //! # What it serves
 //!
-//! `GET /` is `Hello, client!` (text/html, as seed 001's `http.server`);
-//! `GET /stats` and `GET /metrics` are rendered by the loop's [`Site`];
-//! with [`HttpConfig::root`] every other path is a file under the root
+//! Without a root, `GET /` is `Hello, client!` (text/html, as seed 001's
+//! `http.server`); `GET /stats` and `GET /metrics` are rendered by the
+//! loop's [`Site`]; with [`HttpConfig::root`] every other path, `/`
+//! included (its `index.html` or its listing), is a file under the root
 //! (see `files`), else 404. HEAD gets GET's headers without the body;
 //! other methods get 405 with `Allow: GET, HEAD`.
 //!
@@ -55,8 +56,10 @@
 //!
 //! # Choices where the issue is silent
 //!
-//! - `/`, `/stats` and `/metrics` win over files of those names, so the
-//!   root directory itself is never listed (`/index.html` still works).
+//! - `/stats`, `/metrics`, `/chat` and `/dashboard` win over files of
+//!   those names. `/` is the root's `index.html` or listing when there is a
+//!   root (what `python -m http.server` users expect), the seed's greeting
+//!   when there is none.
 //! - Responses always say `HTTP/1.1`, also to HTTP/1.0 clients.
 //! - 304 carries `ETag` and `Last-Modified` but no `Content-Length`.
 //! - `HTTP/1.2` (a well-formed version we do not speak) is 505, like 2.0.
@@ -64,6 +67,7 @@
 //! - Bare LF line ends are accepted in chunked framing as httparse accepts
 //!   them in heads; a CR not followed by LF is always 400.
 
+pub mod access;
 mod body;
 mod config;
 mod files;
@@ -89,6 +93,7 @@ pub fn clean_target(target: &str) -> Option<(Vec<u8>, bool)> {
     Some((clean.path.into_owned(), clean.dir))
 }
 
+use self::access::{AccessSink, Logged};
 use self::body::{Chunked, Step, feed_length};
 use self::path::Clean;
 use self::request::{Framing, Method, Parsed, Request};
@@ -178,6 +183,9 @@ impl Default for HttpConn {
     }
 }
 
+/// Where each response's access-log entry goes, if anywhere.
+type Log<'a, 'b> = &'a mut Option<&'b mut dyn AccessSink>;
+
 /// Everything a request's answer depends on besides the connection.
 struct Ctx<'a> {
     /// The limits and root.
@@ -228,6 +236,22 @@ impl HttpConn {
         date: &[u8],
         site: &dyn Site,
     ) -> Progress {
+        self.input_logged(input, out, room, cfg, date, site, None)
+    }
+
+    /// [`input_within`](Self::input_within), handing `log` an entry for
+    /// each response as it is written (the access log).
+    #[allow(clippy::too_many_arguments)]
+    pub fn input_logged(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        room: usize,
+        cfg: &HttpConfig,
+        date: &[u8],
+        site: &dyn Site,
+        mut log: Option<&mut dyn AccessSink>,
+    ) -> Progress {
         let ctx = Ctx {
             cfg,
             room,
@@ -242,7 +266,7 @@ impl HttpConn {
             upgrade: None,
             again: false,
         };
-        while self.step(input, out, &ctx, &mut p) {}
+        while self.step(input, out, &ctx, &mut p, &mut log) {}
         if p.verdict == Verdict::Close {
             self.state = State::Closed;
             p.consumed = input.len();
@@ -257,7 +281,14 @@ impl HttpConn {
 
     /// One move of `input`'s loop: a stretch of body or one request; true
     /// to go on.
-    fn step(&mut self, input: &[u8], out: &mut Vec<u8>, ctx: &Ctx<'_>, p: &mut Progress) -> bool {
+    fn step(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        ctx: &Ctx<'_>,
+        p: &mut Progress,
+        log: Log<'_, '_>,
+    ) -> bool {
         let rest = input.get(p.consumed..).unwrap_or_default();
         match self.state {
             State::Closed => {
@@ -286,19 +317,30 @@ impl HttpConn {
                 {
                     return false;
                 }
-                self.request(rest, out, ctx, p)
+                self.request(rest, out, ctx, p, log)
             }
         }
     }
 
     /// Parses and answers the request at the start of `rest`; true to go on.
-    fn request(&mut self, rest: &[u8], out: &mut Vec<u8>, ctx: &Ctx<'_>, p: &mut Progress) -> bool {
+    fn request(
+        &mut self,
+        rest: &[u8],
+        out: &mut Vec<u8>,
+        ctx: &Ctx<'_>,
+        p: &mut Progress,
+        log: Log<'_, '_>,
+    ) -> bool {
+        let start = out.len();
         match request::parse(rest, ctx.cfg) {
             Parsed::Partial => false,
             Parsed::Reject(r) => {
                 response::error(out, r.status, ctx.date, r.head_only, Conn::Close);
                 p.responses += 1;
                 p.verdict = Verdict::Close;
+                if let Some(log) = log.as_deref_mut() {
+                    logged(log, rest, &out[start..], 0, None, None);
+                }
                 false
             }
             Parsed::Done(req) => {
@@ -306,6 +348,10 @@ impl HttpConn {
                 p.responses += 1;
                 let body = rest.get(req.head_len..).unwrap_or_default();
                 self.answer(&req, body, out, ctx, p);
+                if let Some(log) = log.as_deref_mut() {
+                    let file = p.file.as_ref().map_or(0, |f| f.len);
+                    logged(log, rest, &out[start..], file, req.referer, req.user_agent);
+                }
                 p.verdict == Verdict::Continue && p.file.is_none() && p.upgrade.is_none()
             }
         }
@@ -429,6 +475,26 @@ impl HttpConn {
     }
 }
 
+/// Hands `log` the entry for the request at the start of `rest`, answered
+/// by `response` (and `file` bytes of file body after it).
+fn logged(
+    log: &mut dyn AccessSink,
+    rest: &[u8],
+    response: &[u8],
+    file: u64,
+    referer: Option<&[u8]>,
+    user_agent: Option<&[u8]>,
+) {
+    let (status, body) = access::status_and_body(response);
+    log.log(&Logged {
+        request: access::request_line(rest),
+        status,
+        bytes: body + file,
+        referer,
+        user_agent,
+    });
+}
+
 /// Writes the response to a valid GET, HEAD or other request; returns the
 /// file body to stream, if any.
 fn respond(
@@ -449,7 +515,10 @@ fn respond(
         response::simple(out, 200, ctx.date, ty, &body, head_only, conn);
     };
     match &*clean.path {
-        b"/" => response::simple(out, 200, ctx.date, "text/html", HELLO, head_only, conn),
+        // With a root, `/` is its index.html or listing, as in `http.server`.
+        b"/" if ctx.cfg.root.is_none() => {
+            response::simple(out, 200, ctx.date, "text/html", HELLO, head_only, conn)
+        }
         b"/chat" => response::simple(out, 200, ctx.date, HTML, CHAT_PAGE, head_only, conn),
         b"/dashboard" => {
             response::simple(out, 200, ctx.date, HTML, DASHBOARD_PAGE, head_only, conn)

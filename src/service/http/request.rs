@@ -81,6 +81,10 @@ pub(crate) struct Request<'a> {
     pub if_range: Option<&'a [u8]>,
     /// The headers a WebSocket handshake is judged on.
     pub upgrade: Upgrade<'a>,
+    /// First `Referer` value (for the access log).
+    pub referer: Option<&'a [u8]>,
+    /// First `User-Agent` value (for the access log).
+    pub user_agent: Option<&'a [u8]>,
 }
 
 /// The headers of a WebSocket upgrade request (RFC 6455 section 4.2.1),
@@ -329,6 +333,8 @@ fn validate<'a>(
             range: fields.range,
             if_range: fields.if_range,
             upgrade: fields.upgrade,
+            referer: fields.referer,
+            user_agent: fields.user_agent,
         }),
         Err(status) => fail(status),
     }
@@ -400,6 +406,10 @@ struct Fields<'a> {
     if_range: Option<&'a [u8]>,
     /// The WebSocket handshake's headers.
     upgrade: Upgrade<'a>,
+    /// First `Referer`.
+    referer: Option<&'a [u8]>,
+    /// First `User-Agent`.
+    user_agent: Option<&'a [u8]>,
 }
 
 impl<'a> Fields<'a> {
@@ -442,6 +452,10 @@ impl<'a> Fields<'a> {
                 f.upgrade.version.get_or_insert(trim(value));
             } else if name.eq_ignore_ascii_case("origin") {
                 f.upgrade.origin.get_or_insert(trim(value));
+            } else if name.eq_ignore_ascii_case("user-agent") {
+                f.user_agent.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case("referer") {
+                f.referer.get_or_insert(value);
             }
         }
         Ok(f)
