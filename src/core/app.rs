@@ -25,7 +25,9 @@ pub enum Act<S> {
     Abort,
     /// Speak another protocol from here on: the loop replaces the state,
     /// calls `opened` on the new one, then gives it the input left over.
-    Become(S),
+    /// (Boxed, so that every hook's answer stays two words: returned in
+    /// registers on the hot path, not written out through memory.)
+    Become(Box<S>),
 }
 
 /// Which way bytes moved on a connection during a turn.

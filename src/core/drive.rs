@@ -494,7 +494,7 @@ fn apply_rest<A: App>(
             Flow::Closed
         }
         Act::Become(state) => {
-            conn.state = state;
+            conn.state = *state;
             debug!("conn {}: now {:?}", conn.link.id, conn.state);
             let flow = opened(app, core, key, conn, t);
             if flow == Flow::Go && conn.link.input.is_some() && conn.link.is_serving() {

@@ -248,10 +248,10 @@ impl Http {
                 }
                 // Nothing after the head is HTTP: the loop hands the rest
                 // to the new protocol.
-                return Act::Become(match endpoint {
+                return Act::Become(Box::new(match endpoint {
                     WsEndpoint::Chat => State::Ws(Ws::default()),
                     WsEndpoint::Echo => State::WsEcho(WsEcho::default()),
-                });
+                }));
             }
             if p.verdict == Verdict::Close {
                 return Act::Close;
