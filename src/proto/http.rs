@@ -224,6 +224,7 @@ impl Http {
                 return Act::Become(match endpoint {
                     WsEndpoint::Chat => State::Ws(Ws::default()),
                     WsEndpoint::Echo => State::WsEcho(WsEcho::default()),
+                    WsEndpoint::Game => State::GameWs(Default::default()),
                 });
             }
             if p.verdict == Verdict::Close {
