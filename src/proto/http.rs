@@ -117,6 +117,8 @@ struct Live<'a> {
     uptime_ms: u64,
     /// The Redis bus, if there is one.
     bus: Option<&'a crate::service::bus::Bus>,
+    /// The game's figures, if it has an arena.
+    game: Option<crate::service::game::GameStats>,
 }
 
 impl Live<'_> {
@@ -125,7 +127,8 @@ impl Live<'_> {
         let stats = self
             .stats
             .with_core(self.counters, self.open, self.held)
-            .with_bus(self.bus);
+            .with_bus(self.bus)
+            .with_game(self.game);
         render(&Figures {
             stats: &stats,
             members: self.chat.0,
@@ -185,6 +188,7 @@ impl Http {
                 chat: (app.chat.members(), app.chat.rooms()),
                 uptime_ms: io.now(),
                 bus: app.bus.as_deref(),
+                game: app.game.as_deref().map(|a| a.game.stats),
             };
             // HTTPS responses carry HSTS: a fixed line after `Date`.
             let mut room = [0; FIXED_MAX];
