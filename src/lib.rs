@@ -33,11 +33,12 @@
 //!   connection I/O, the staged close, accept and its faults, timers, the
 //!   deferred list, the slab, memory caps, setup and shutdown.
 //! - `proto/`: each protocol on the loop (`greet`, `echo`, `chat`,
-//!   `http`, `ws`, `udp`), the state each keeps per connection, and
+//!   `http`, `ws`, `udp`, `game`), the state each keeps per connection, and
 //!   `loops.rs`, chat lines between the loops of one process.
 //! - `service/`: the protocols' state machines, with no I/O: `greet`,
 //!   `echo`, `chat`, `http` (requests, files, the `/ws` handshake, the
-//!   embedded pages), `ws` (the WebSocket frame codec).
+//!   embedded pages), `ws` (the WebSocket frame codec), `game` (the
+//!   arena, its ticks, snapshots and handshake; `docs/GAME.md`).
 //! - `bench/`: `reactor bench`, the load generator (its own mio loops; it
 //!   shares the server's HTTP and WebSocket parsers and `sys.rs`).
 //! - `buf.rs`: byte buffers and the pool that keeps idle connections
