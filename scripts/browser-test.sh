@@ -69,3 +69,11 @@ log "ports: http ${ports[0]}, chat ${ports[1]}, https ${ports[2]}; artifacts in 
 BIN=$BIN HTTP_PORT=${ports[0]} CHAT_PORT=${ports[1]} HTTPS_PORT=${ports[2]} \
   ARTIFACTS=$ARTIFACTS CHROMIUM=$CHROMIUM PIDFILE=$pidfile \
   timeout -k 10 "$TIMEOUT" node "$root/tests/browser/chat-dashboard.test.mjs"
+
+# The game page (tests/browser/game.test.mjs): two /game pages and the
+# Python UDP client in one arena. One free port: HTTP on TCP, the game on
+# UDP. About 10 s.
+game_port=$(free_ports 1)
+log "game: port $game_port (HTTP over TCP, the game over UDP)"
+BIN=$BIN PORT=$game_port ROOT=$root ARTIFACTS=$ARTIFACTS CHROMIUM=$CHROMIUM PIDFILE=$pidfile \
+  timeout -k 10 120 node "$root/tests/browser/game.test.mjs"

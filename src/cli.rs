@@ -81,6 +81,18 @@ pub struct ServeArgs {
     /// Echo on a Unix stream socket at PATH (a stale socket file is replaced)
     #[arg(long, value_name = "PATH")]
     pub unix: Option<PathBuf>,
+    /// The game over UDP (tag in a shared arena; its page is /game on HTTP, WebSocket /game/ws) [off by default]
+    #[arg(long, value_name = "ADDR")]
+    pub game: Option<SocketAddr>,
+    /// Game: ticks (simulation steps and snapshots) per second
+    #[arg(long, value_name = "HZ", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub game_tick: u32,
+    /// Game: most players in the arena (at most 128, so a full snapshot fits one datagram)
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..=128))]
+    pub game_max_players: u16,
+    /// Game: drop a UDP player silent this long
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
+    pub game_timeout: Duration,
     /// HTTP/1.1: "Hello, client!" at /, counters at /stats and /metrics, the browser chat at /chat (WebSocket /ws), a WebSocket echo at /ws/echo, a live /dashboard [default: 127.0.0.1:8000]
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
@@ -189,6 +201,7 @@ impl ServeArgs {
             udp: self.udp,
             chat: self.chat,
             unix: self.unix.clone(),
+            game: self.game,
             http: self.http,
             https: self.https,
             tls_echo: self.tls_echo,
@@ -238,6 +251,11 @@ impl ServeArgs {
                 lease: self.bus_lease,
             }),
             limits,
+            game_config: crate::service::game::GameConfig {
+                hz: self.game_tick,
+                max_players: usize::from(self.game_max_players),
+                timeout: self.game_timeout.as_millis() as u64,
+            },
             ..base
         }
     }

@@ -37,6 +37,10 @@ pub struct Config {
     pub chat: Option<SocketAddr>,
     /// Echo on a Unix stream socket at this path.
     pub unix: Option<PathBuf>,
+    /// The game over UDP (its WebSocket players come by `/game/ws`).
+    pub game: Option<SocketAddr>,
+    /// The game's tick rate, player cap and UDP timeout.
+    pub game_config: crate::service::game::GameConfig,
     /// HTTP/1.1 (hello, `/stats`, `/metrics`, static files).
     pub http: Option<SocketAddr>,
     /// HTTP/1.1 over TLS (HSTS, ALPN `http/1.1`); needs `tls_cert` and
@@ -294,6 +298,7 @@ impl Config {
             self.udp.map(|a| (Service::Udp, Bind::Udp(a))),
             tcp(Service::Chat, self.chat),
             self.unix.clone().map(|p| (Service::Unix, Bind::Unix(p))),
+            self.game.map(|a| (Service::Game, Bind::Udp(a))),
             tcp(Service::Http, self.http),
             tcp(Service::Https, self.https),
             tcp(Service::TlsEcho, self.tls_echo),
@@ -311,6 +316,8 @@ impl Config {
             udp: None,
             chat: None,
             unix: None,
+            game: None,
+            game_config: Default::default(),
             http: None,
             https: None,
             tls_echo: None,

@@ -33,14 +33,15 @@
 //!   connection I/O, the staged close, accept and its faults, timers, the
 //!   deferred list, the slab, memory caps, setup and shutdown.
 //! - `proto/`: each protocol on the loop (`greet`, `echo`, `chat`,
-//!   `http`, `ws`, `ws_echo`, `udp`, and `bus`, the loop's two connections
-//!   to Redis), the state each keeps per connection, and `loops.rs`, chat
-//!   lines between the loops of one process.
+//!   `http`, `ws`, `ws_echo`, `udp`, `game`, and `bus`, the loop's two
+//!   connections to Redis), the state each keeps per connection, and
+//!   `loops.rs`, chat lines between the loops of one process.
 //! - `service/`: the protocols' state machines, with no I/O: `greet`,
 //!   `echo`, `chat`, `http` (requests, files, the `/ws` and `/ws/echo`
 //!   handshake, the embedded pages), `ws` (the WebSocket frame codec),
 //!   `bus` (chat rooms across servers over Redis pub/sub), `resp` (RESP2,
-//!   the Redis codec).
+//!   the Redis codec), `game` (the arena, its ticks, snapshots and
+//!   handshake; `docs/GAME.md`).
 //! - `bench/`: `reactor bench`, the load generator (its own mio loops; it
 //!   shares the server's HTTP and WebSocket parsers and `sys.rs`). A
 //!   module of this crate rather than a workspace member, on purpose:

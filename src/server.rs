@@ -101,6 +101,8 @@ impl Server {
                 // The other loops bind the ports the first one got.
                 let bind = match bind {
                     Bind::Unix(_) if i > 0 => continue,
+                    // One arena, on the first loop (see docs/GAME.md).
+                    Bind::Udp(_) if i > 0 && *service == Service::Game => continue,
                     Bind::Tcp(_) if i > 0 => Bind::Tcp(server.addr_of(*service)?),
                     Bind::Udp(_) if i > 0 => Bind::Udp(server.addr_of(*service)?),
                     other => other.clone(),
@@ -233,6 +235,12 @@ fn open(
             r.listen(socket, service, tls)
         }
         Bind::Unix(path) => r.listen(ListenSocket::Unix(listen::unix(name, path)?), service, None),
+        Bind::Udp(addr) if service == Service::Game => {
+            let socket = listen::udp(name, *addr, false)?;
+            let local = socket.local_addr()?;
+            crate::proto::game::open(r, socket)?;
+            Ok(Some(local))
+        }
         Bind::Udp(addr) => {
             let socket = listen::udp(name, *addr, config.reuse_port)?;
             let local = socket.local_addr()?;

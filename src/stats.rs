@@ -61,6 +61,8 @@ pub struct Stats {
     pub open_by: OpenBy,
     /// The Redis bus (`--bus`), if there is one.
     pub bus: BusFigures,
+    /// The game (`--game`, `/game/ws`), once it has an arena.
+    pub game: crate::service::game::GameStats,
 }
 
 /// The chat bus's figures (all zero without `--bus`).
@@ -90,6 +92,16 @@ impl Stats {
     pub fn with_bus(mut self, bus: Option<&crate::service::bus::Bus>) -> Stats {
         if let Some(bus) = bus {
             self.bus = BusFigures::of(bus);
+        }
+        self
+    }
+}
+
+impl Stats {
+    /// These counters with the game's, if it has an arena.
+    pub fn with_game(mut self, game: Option<crate::service::game::GameStats>) -> Stats {
+        if let Some(game) = game {
+            self.game = game;
         }
         self
     }
@@ -238,6 +250,7 @@ impl std::ops::AddAssign for Stats {
             client_memory,
             open_by,
             bus,
+            game,
         } = o;
         self.accepted += accepted;
         self.refused += refused;
@@ -262,6 +275,7 @@ impl std::ops::AddAssign for Stats {
         self.client_memory += client_memory;
         self.open_by += open_by;
         self.bus += bus;
+        self.game += game;
     }
 }
 
@@ -525,7 +539,8 @@ fn rss_kib() -> u64 {
 impl Site for Figures<'_> {
     fn stats_json(&self, out: &mut Vec<u8>) {
         out.push(b'{');
-        for (i, (name, _, _, value)) in self.figures().iter().enumerate() {
+        let game = self.stats.game.figures();
+        for (i, (name, _, _, value)) in self.figures().iter().chain(&game).enumerate() {
             let sep = if i == 0 { "" } else { "," };
             let _ = write!(out, "{sep}\"{name}\":{value}");
         }
@@ -533,7 +548,8 @@ impl Site for Figures<'_> {
     }
 
     fn metrics_text(&self, out: &mut Vec<u8>) {
-        for (name, kind, help, value) in self.figures() {
+        for (name, kind, help, value) in self.figures().into_iter().chain(self.stats.game.figures())
+        {
             let _ = write!(
                 out,
                 "# HELP reactor_{name} {help}\n# TYPE reactor_{name} {kind}\nreactor_{name} {value}\n"

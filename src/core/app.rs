@@ -116,6 +116,11 @@ pub trait App: Kinds + Sized {
     fn before_sleep(&mut self, _core: &mut Core<Self>) {}
     /// Housekeeping, ten times a second.
     fn cron(&mut self, _core: &mut Core<Self>) {}
+    /// The app's own periodic timer (`Core::every`) came due, in the timer
+    /// phase. `missed` periods went by without a call (the loop was busy
+    /// for longer than a period): they are skipped, not replayed, so the
+    /// schedule keeps its phase.
+    fn timer(&mut self, _core: &mut Core<Self>, _missed: u64) {}
     /// The loop's waker rang (another thread has something for it).
     fn woken(&mut self, _core: &mut Core<Self>) {}
     /// A signal the loop passes on arrived: `SIGHUP` (reload) or

@@ -13,8 +13,9 @@
 //!    the slot do what it allows;
 //! 4. **deferred list**: slots that were cut short by a fairness budget, or
 //!    had work no event would announce, get their next slice;
-//! 5. **timers**: deadlines, accept retries, the 10 Hz housekeeping tick,
-//!    the end of the shutdown grace.
+//! 5. **timers**: deadlines, accept retries, the app's own periodic timer
+//!    (`Core::every`), the 10 Hz housekeeping tick, the end of the shutdown
+//!    grace.
 //!
 //! Every socket is registered once, for reading and writing, and its
 //! readiness is remembered in its slot (`readable`, `writable`), cleared
@@ -392,6 +393,9 @@ impl<A: App> Reactor<A> {
             return Some(Duration::ZERO);
         }
         let mut next = self.next_cron;
+        if let Some(t) = &self.core.app_timer {
+            next = next.min(t.due_ms());
+        }
         if let Some(t) = self.core.timers.next() {
             next = next.min(t);
         }
@@ -544,7 +548,8 @@ impl<A: App> Reactor<A> {
         }
     }
 
-    /// Phase 5: deadlines, accept retries, housekeeping, shutdown grace.
+    /// Phase 5: deadlines, accept retries, the app's timer, housekeeping,
+    /// shutdown grace.
     fn run_timers(&mut self) {
         let now = self.core.now();
         while let Some(due) = self.core.timers.pop_due(now) {
@@ -577,6 +582,10 @@ impl<A: App> Reactor<A> {
                 l.retry_at = 0;
                 accept::accept_ready(&mut self.app, &mut self.core, key);
             }
+        }
+        if let Some(missed) = self.core.app_timer.as_mut().and_then(|t| t.fire(now)) {
+            self.app.timer(&mut self.core, missed);
+            drive::run_orders(&mut self.app, &mut self.core);
         }
         if now >= self.next_cron {
             self.cron(now);

@@ -17,7 +17,7 @@ use crate::transport::Transport;
 use super::kinds::Kinds;
 use super::link::{Link, Phase};
 use super::listener::Listener;
-use super::timer::{Clock, Millis, Timers};
+use super::timer::{AppTimer, Clock, Millis, Timers};
 
 /// One connection: what the loop knows of it, and its protocol's state.
 #[derive(Debug)]
@@ -164,6 +164,8 @@ pub struct Core<A: Kinds> {
     pub(super) next_id: u32,
     /// 0 while running; once shutting down, the end of the grace period.
     pub(super) shutdown_at: Millis,
+    /// The app's periodic timer (`every`), if it asked for one.
+    pub(super) app_timer: Option<AppTimer>,
 }
 
 /// Another connection, reached from a hook: its I/O state, its protocol's
@@ -205,7 +207,21 @@ impl<A: Kinds> Core<A> {
             open: 0,
             next_id: 1,
             shutdown_at: 0,
+            app_timer: None,
         }
+    }
+
+    /// Calls the app's `timer` hook every `period` (at most 1 kHz: the
+    /// loop's clock is in ms), the first time one period from now; a zero
+    /// `period` stops it. The loop sleeps no longer than to the next call,
+    /// in the timer phase, after the connections' deadlines. A fixed-rate
+    /// schedule: a late call does not push the next one back.
+    pub fn every(&mut self, period: Duration) {
+        let period_us = (period.as_micros() as u64).max(if period.is_zero() { 0 } else { 1000 });
+        self.app_timer = (period_us > 0).then(|| AppTimer {
+            period_us,
+            next_us: self.clock.now() * 1000 + period_us,
+        });
     }
 
     /// "Now" on the loop's clock (ms since it started, read once a turn).

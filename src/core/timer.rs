@@ -142,6 +142,36 @@ impl Timers {
     }
 }
 
+/// The app's periodic timer: a fixed-rate schedule in microseconds (so a
+/// period that is not a whole number of ms, 33.3 ms at 30 Hz, does not
+/// drift), met at the loop's ms clock.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct AppTimer {
+    /// The period, in µs.
+    pub(super) period_us: u64,
+    /// When it is due next, in µs on the loop's clock.
+    pub(super) next_us: u64,
+}
+
+impl AppTimer {
+    /// The ms at which it is due (rounded up: never early).
+    pub(super) fn due_ms(&self) -> Millis {
+        self.next_us.div_ceil(1000)
+    }
+
+    /// Called at `now` (ms): if due, moves to the next period after `now`
+    /// and answers the periods skipped on the way (`Some(0)`: none).
+    pub(super) fn fire(&mut self, now: Millis) -> Option<u64> {
+        let now_us = now * 1000;
+        if now_us < self.next_us {
+            return None;
+        }
+        let behind = (now_us - self.next_us) / self.period_us;
+        self.next_us += (behind + 1) * self.period_us;
+        Some(behind)
+    }
+}
+
 /// Milliseconds from `now` until `deadline` as a poll timeout.
 pub fn timeout_until(now: Millis, deadline: Millis) -> Duration {
     Duration::from_millis(deadline.saturating_sub(now))
@@ -174,6 +204,23 @@ mod tests {
         );
         assert_eq!(t.len(), 1, "rebuild keeps only what it is given");
         assert_eq!(t.pop_due(40).map(|d| d.key), Some(7));
+    }
+
+    #[test]
+    fn the_app_timer_keeps_its_phase_and_counts_what_it_skips() {
+        // 30 Hz: 33,333 µs, due at 34, 67, 100 ms (never early).
+        let mut t = AppTimer {
+            period_us: 33_333,
+            next_us: 33_333,
+        };
+        assert_eq!(t.due_ms(), 34);
+        assert_eq!(t.fire(33), None);
+        assert_eq!(t.fire(34), Some(0));
+        assert_eq!(t.due_ms(), 67);
+        // Late by 2.5 periods: two are skipped, the next stays on the grid.
+        assert_eq!(t.fire(67 + 83), Some(2));
+        assert_eq!(t.next_us, 5 * 33_333);
+        assert_eq!(t.fire(167), Some(0));
     }
 
     #[test]

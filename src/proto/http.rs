@@ -124,6 +124,8 @@ struct Live<'a> {
     uptime_ms: u64,
     /// The Redis bus, if there is one.
     bus: Option<&'a crate::service::bus::Bus>,
+    /// The game's figures, if it has an arena.
+    game: Option<crate::service::game::GameStats>,
 }
 
 impl Live<'_> {
@@ -132,7 +134,8 @@ impl Live<'_> {
         let stats = self
             .stats
             .with_core(self.counters, self.open, self.held)
-            .with_bus(self.bus);
+            .with_bus(self.bus)
+            .with_game(self.game);
         render(&Figures {
             stats: &stats,
             members: self.chat.0,
@@ -202,6 +205,7 @@ impl Http {
                 chat: (app.chat.members(), app.chat.rooms()),
                 uptime_ms: io.now(),
                 bus: app.bus.as_deref(),
+                game: app.game.as_deref().map(|a| a.game.stats),
             };
             // HTTPS responses carry HSTS: a fixed line after `Date`.
             let mut room = [0; FIXED_MAX];
@@ -243,6 +247,7 @@ impl Http {
                     let path = match endpoint {
                         WsEndpoint::Chat => "/ws",
                         WsEndpoint::Echo => "/ws/echo",
+                        WsEndpoint::Game => "/game/ws",
                     };
                     log.ws_opened(io.link.id, path);
                 }
@@ -251,6 +256,7 @@ impl Http {
                 return Act::Become(Box::new(match endpoint {
                     WsEndpoint::Chat => State::Ws(Ws::default()),
                     WsEndpoint::Echo => State::WsEcho(WsEcho::default()),
+                    WsEndpoint::Game => State::GameWs(Default::default()),
                 }));
             }
             if p.verdict == Verdict::Close {

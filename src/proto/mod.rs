@@ -24,6 +24,7 @@ mod bus;
 mod chat;
 mod echo;
 mod frames;
+pub mod game;
 mod greet;
 mod http;
 pub mod loops;
@@ -173,6 +174,8 @@ protocols! {
     Bus(bus::BusLink),
     /// Every WebSocket message back (after `GET /ws/echo`).
     WsEcho(ws_echo::WsEcho),
+    /// A player of the game (after `GET /game/ws`).
+    GameWs(game::GameWs),
 }
 
 impl State {
@@ -187,6 +190,8 @@ impl State {
 pub enum Socket {
     /// The UDP echo socket.
     UdpEcho(Box<UdpEcho>),
+    /// The game's UDP socket (`--game`).
+    Game(Box<game::GameUdp>),
 }
 
 impl mio::event::Source for Socket {
@@ -198,6 +203,7 @@ impl mio::event::Source for Socket {
     ) -> std::io::Result<()> {
         match self {
             Socket::UdpEcho(u) => u.socket.register(registry, token, interests),
+            Socket::Game(g) => g.socket.register(registry, token, interests),
         }
     }
 
@@ -209,12 +215,14 @@ impl mio::event::Source for Socket {
     ) -> std::io::Result<()> {
         match self {
             Socket::UdpEcho(u) => u.socket.reregister(registry, token, interests),
+            Socket::Game(g) => g.socket.reregister(registry, token, interests),
         }
     }
 
     fn deregister(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
         match self {
             Socket::UdpEcho(u) => u.socket.deregister(registry),
+            Socket::Game(g) => g.socket.deregister(registry),
         }
     }
 }
@@ -255,6 +263,10 @@ pub struct Protocols {
     too_slow: Vec<usize>,
     /// The UDP receive buffer (64 KiB), allocated on first use.
     udp_buf: Vec<u8>,
+    /// The game's arena, made on first use (`--game`, `/game/ws`).
+    pub game: Option<Box<game::Arena>>,
+    /// The arena's settings.
+    pub game_config: crate::service::game::GameConfig,
 }
 
 impl Protocols {
@@ -276,6 +288,8 @@ impl Protocols {
             published: Arc::new(Mutex::new(Stats::default())),
             too_slow: Vec::new(),
             udp_buf: Vec::new(),
+            game: None,
+            game_config: config.game_config,
         }
     }
 
@@ -285,6 +299,7 @@ impl Protocols {
         self.stats
             .with_core(&core.counters, core.open(), held)
             .with_bus(self.bus.as_deref())
+            .with_game(self.game.as_deref().map(|a| a.game.stats))
     }
 
     /// Copies the counters where `Handle::stats` reads them.
@@ -397,10 +412,11 @@ impl core::App for Protocols {
         _key: usize,
         source: &mut Socket,
         ready: Ready,
-        _core: &mut Core<Protocols>,
+        core: &mut Core<Protocols>,
     ) -> bool {
         match source {
             Socket::UdpEcho(u) => u.turn(ready, &mut self.udp_buf, &mut self.stats),
+            Socket::Game(g) => game::udp_turn(self, g, ready, core),
         }
     }
 
@@ -419,6 +435,11 @@ impl core::App for Protocols {
     fn cron(&mut self, core: &mut Core<Protocols>) {
         bus::tick(self, core);
         self.publish(core);
+    }
+
+    #[inline]
+    fn timer(&mut self, core: &mut Core<Protocols>, missed: u64) {
+        game::tick(self, core, missed);
     }
 
     #[inline]

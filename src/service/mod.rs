@@ -9,6 +9,7 @@ mod answer;
 pub mod bus;
 pub mod chat;
 pub mod echo;
+pub mod game;
 pub mod greet;
 pub mod http;
 pub mod resp;
@@ -29,6 +30,8 @@ pub enum Service {
     Chat,
     /// Echo over a Unix stream socket.
     Unix,
+    /// The game over UDP.
+    Game,
     /// HTTP/1.1: hello, stats, static files.
     Http,
     /// A listener of HTTP over TLS. Its connections are `Http` with a TLS
@@ -48,6 +51,7 @@ impl Service {
             Service::Udp => "udp",
             Service::Chat => "chat",
             Service::Unix => "unix",
+            Service::Game => "game",
             Service::Http => "http",
             Service::Https => "https",
             Service::TlsEcho => "tls-echo",

@@ -155,6 +155,8 @@ pub enum WsEndpoint {
     Chat,
     /// `GET /ws/echo`: every text and binary message back.
     Echo,
+    /// `GET /game/ws`: a player of the game (binary messages).
+    Game,
 }
 
 /// Where a connection is between calls.
@@ -380,6 +382,7 @@ impl HttpConn {
         let endpoint = match &*clean.path {
             b"/ws" => Some(WsEndpoint::Chat),
             b"/ws/echo" => Some(WsEndpoint::Echo),
+            b"/game/ws" => Some(WsEndpoint::Game),
             _ => None,
         };
         if let Some(endpoint) = endpoint {
@@ -520,6 +523,10 @@ fn respond(
             response::simple(out, 200, ctx.date, "text/html", HELLO, head_only, conn)
         }
         b"/chat" => response::simple(out, 200, ctx.date, HTML, CHAT_PAGE, head_only, conn),
+        b"/game" => {
+            let page = crate::service::game::PAGE;
+            response::simple(out, 200, ctx.date, HTML, page, head_only, conn)
+        }
         b"/dashboard" => {
             response::simple(out, 200, ctx.date, HTML, DASHBOARD_PAGE, head_only, conn)
         }
