@@ -32,6 +32,7 @@ const SERVICES: &[(&str, &str)] = &[
     ("http", "addr"),
     ("https", "addr"),
     ("tls-echo", "addr"),
+    ("game", "addr"),
 ];
 
 /// `argv` (the whole command line, program name first, `serve` among
