@@ -125,7 +125,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     pub chat_soft_time: Duration,
     /// Write chat fan-out at most once per this long, several lines to a member in one write (0: every loop turn)
-    #[arg(long, value_name = "DUR", default_value = "0", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "20ms", value_parser = parse_duration)]
     pub chat_flush_delay: Duration,
     /// On SIGINT/SIGTERM, time allowed to flush before closing everything
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]

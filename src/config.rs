@@ -210,6 +210,8 @@ pub struct Limits {
     /// Fan-out output (a chat line to each member) is written at most once
     /// per this long, so lines that arrive meanwhile leave in one `write`
     /// per member; it delays a line by at most this (zero: every turn).
+    /// Zero here, as before it existed; `reactor serve` defaults to 20 ms
+    /// (`--chat-flush-delay`, chosen in `docs/PERFORMANCE.md`).
     pub chat_flush_delay: Duration,
     /// On SIGINT/SIGTERM, how long to flush pending output before closing.
     pub shutdown_grace: Duration,
