@@ -154,6 +154,9 @@ pub struct ServeArgs {
     /// How long a chat member may stay above --chat-output-soft
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     pub chat_soft_time: Duration,
+    /// Write chat fan-out at most once per this long, several lines to a member in one write (0: every loop turn)
+    #[arg(long, value_name = "DUR", default_value = "20ms", value_parser = parse_duration)]
+    pub chat_flush_delay: Duration,
     /// On SIGINT/SIGTERM, time allowed to flush before closing everything
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
     pub grace: Duration,
@@ -227,6 +230,7 @@ impl ServeArgs {
             chat_output_hard: self.chat_output_hard,
             chat_output_soft: self.chat_output_soft,
             chat_soft_time: self.chat_soft_time,
+            chat_flush_delay: self.chat_flush_delay,
             shutdown_grace: self.grace,
             linger: self.linger,
             ..defaults

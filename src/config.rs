@@ -222,6 +222,12 @@ pub struct Limits {
     pub chat_output_soft: usize,
     /// How long a chat member may stay above the soft limit.
     pub chat_soft_time: Duration,
+    /// Fan-out output (a chat line to each member) is written at most once
+    /// per this long, so lines that arrive meanwhile leave in one `write`
+    /// per member; it delays a line by at most this (zero: every turn).
+    /// Zero here, as before it existed; `reactor serve` defaults to 20 ms
+    /// (`--chat-flush-delay`, chosen in `docs/PERFORMANCE.md`).
+    pub chat_flush_delay: Duration,
     /// On SIGINT/SIGTERM, how long to flush pending output before closing.
     pub shutdown_grace: Duration,
     /// After our last byte of a closing connection, how long to wait for the
@@ -250,6 +256,7 @@ impl Default for Limits {
             chat_output_hard: 1024 * 1024,
             chat_output_soft: 256 * 1024,
             chat_soft_time: Duration::from_secs(10),
+            chat_flush_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(5),
             linger: Duration::from_secs(2),
             udp_queue: 1024,
@@ -271,6 +278,7 @@ impl Limits {
             grace: self.shutdown_grace,
             handshake_timeout: self.header_timeout,
             max_client_memory: self.max_client_memory,
+            flush_delay: self.chat_flush_delay,
         }
     }
 }

@@ -67,7 +67,22 @@ impl Member {
 /// randomly fragmented writes, `\n` and `\r\n` endings).
 #[test]
 fn chat_broadcast_20_members_5_senders() {
-    let srv = start(chat_config());
+    broadcast_20_members_5_senders(chat_config());
+}
+
+/// Promise: with `--chat-flush-delay`, fan-out held back and written in
+/// batches still brings every plain line to every other member, complete
+/// and in per-sender order (the same run as above, the output of several
+/// turns coalesced into one write per member).
+#[test]
+fn chat_flush_delay_keeps_every_line_in_order() {
+    let mut cfg = chat_config();
+    cfg.limits.chat_flush_delay = Duration::from_millis(20);
+    broadcast_20_members_5_senders(cfg);
+}
+
+fn broadcast_20_members_5_senders(cfg: Config) {
+    let srv = start(cfg);
     let addr = srv.chat.unwrap();
     let members: Vec<Member> = (0..20).map(|_| Member::join(addr)).collect();
     let nicks: Vec<String> = members.iter().map(|m| m.nick.clone()).collect();

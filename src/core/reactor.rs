@@ -4,7 +4,8 @@
 //! does:
 //!
 //! 1. **before sleep**: let the app do its own (`App::before_sleep`),
-//!    write the output fan-out queued for other connections, hold the
+//!    write the output fan-out queued for other connections (at most once
+//!    per `flush_delay`, if one is set), hold the
 //!    memory cap, and free the connections closed during the turn (only
 //!    now, after the event batch, because slab keys are reused);
 //! 2. **poll** until the nearest deadline (or not at all, if the ready
@@ -255,7 +256,8 @@ impl<A: App> Reactor<A> {
         self.finish()
     }
 
-    /// Phase 1: the app's own work, write what fan-out queued, the memory
+    /// Phase 1: the app's own work, write what fan-out queued (unless
+    /// `flush_delay` holds it for a later turn), the memory
     /// cap, then free closed connections. The app goes first, so what it
     /// sends elsewhere (a rename to the bus) leaves before the members
     /// are told of it, and fan-out it queues leaves this turn. Each step
@@ -263,7 +265,7 @@ impl<A: App> Reactor<A> {
     fn before_sleep(&mut self) {
         self.app.before_sleep(&mut self.core);
         drive::run_orders(&mut self.app, &mut self.core);
-        if !self.core.flush.is_empty() {
+        if !self.core.flush.is_empty() && self.core.flush_due() <= self.core.now() {
             self.flush_fanout();
         }
         self.check_memory();
@@ -275,6 +277,7 @@ impl<A: App> Reactor<A> {
     /// Drives the connections fan-out queued output for, once each.
     #[inline(never)]
     fn flush_fanout(&mut self) {
+        self.core.flushed_at = self.core.now();
         while let Some(key) = self.core.flush.pop() {
             if let Some(Slot::Conn(c)) = self.core.slab.get_mut(key) {
                 c.link.flush_queued = false;
@@ -398,6 +401,9 @@ impl<A: App> Reactor<A> {
         }
         if let Some(t) = self.core.timers.next() {
             next = next.min(t);
+        }
+        if !self.core.flush.is_empty() {
+            next = next.min(self.core.flush_due());
         }
         if self.core.shutting_down() {
             next = next.min(self.core.shutdown_at);

@@ -85,6 +85,13 @@ pub struct CoreLimits {
     /// Buffer memory all connections together may hold; past it the ones
     /// holding the most are evicted (0: no cap).
     pub max_client_memory: usize,
+    /// Output queued for other connections (fan-out) is written at most
+    /// once per this long: the first after a quiet spell goes out before
+    /// the loop sleeps, as with zero; more within the period wait for its
+    /// end, so what several turns queued for one connection leaves in
+    /// one `write`. Whole
+    /// milliseconds (a shorter one is 1 ms); zero: every turn.
+    pub flush_delay: Duration,
 }
 
 impl Default for CoreLimits {
@@ -98,6 +105,7 @@ impl Default for CoreLimits {
             grace: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
             max_client_memory: 0,
+            flush_delay: Duration::ZERO,
         }
     }
 }
@@ -146,8 +154,13 @@ pub struct Core<A: Kinds> {
     pub(super) timers: Timers,
     /// Keys with work no event will announce: driven again next turn.
     pub(super) deferred: Vec<usize>,
-    /// Keys whose output another connection queued: written before sleep.
+    /// Keys whose output another connection queued: written before sleep
+    /// (once `flush_delay` has passed since the last time).
     pub(super) flush: Vec<usize>,
+    /// `flush_delay` in ms (0: write the flush list every turn).
+    pub(super) flush_every: Millis,
+    /// When the flush list was last written (0: never).
+    pub(super) flushed_at: Millis,
     /// Keys closed this turn: freed after the event batch, since a later
     /// event in it may still name them.
     pub(super) closed: Vec<usize>,
@@ -192,6 +205,7 @@ pub enum Order {
 impl<A: Kinds> Core<A> {
     /// An empty core registering with `registry`.
     pub(super) fn new(registry: Registry, limits: CoreLimits, pool_keep: usize) -> Core<A> {
+        let flush_every = limits.flush_delay.as_micros().div_ceil(1000) as Millis;
         Core {
             registry,
             slab: Slab::new(),
@@ -200,6 +214,8 @@ impl<A: Kinds> Core<A> {
             timers: Timers::new(),
             deferred: Vec::new(),
             flush: Vec::new(),
+            flush_every,
+            flushed_at: 0,
             closed: Vec::new(),
             orders: Vec::new(),
             limits,
@@ -272,7 +288,8 @@ impl<A: Kinds> Core<A> {
     }
 
     /// Connection `key` has output queued by someone else: write it before
-    /// the loop sleeps (once, however many lines were queued meanwhile).
+    /// the loop sleeps (once, however many lines were queued meanwhile),
+    /// or with `flush_delay`, once that has passed since the last time.
     pub fn flush_soon(&mut self, key: usize) {
         if let Some(Slot::Conn(c)) = self.slab.get_mut(key)
             && !c.link.flush_queued
@@ -280,6 +297,16 @@ impl<A: Kinds> Core<A> {
             c.link.flush_queued = true;
             self.flush.push(key);
         }
+    }
+
+    /// When the flush list is to be written: now, unless `flush_delay`
+    /// holds it until that long after the last time (not while shutting
+    /// down).
+    pub(super) fn flush_due(&self) -> Millis {
+        if self.flush_every == 0 || self.shutting_down() || self.flushed_at == 0 {
+            return self.now();
+        }
+        self.flushed_at + self.flush_every
     }
 
     /// Writes connection `key`'s queued output now, as far as its socket
