@@ -58,8 +58,8 @@ if ((quick)); then
   : "${SOURCE_IPS:=4}" "${TIMEOUT:=10}"
 else
   : "${MEMBERS:=1000000}" "${SERVERS:=60}" "${LOADS:=60}" "${WS_EVERY:=6}" "${LINES:=5}" "${LINE_RATE:=0.1}"
-  : "${ROOM_SIZE:=100}" "${SPREAD:=4}" "${RATE:=2000}" "${SECS:=20}" "${CONNECT_RATE:=200}" "${SETUP_S:=400}"
-  : "${SOURCE_IPS:=16}" "${TIMEOUT:=60}"
+  : "${ROOM_SIZE:=100}" "${SPREAD:=4}" "${RATE:=2000}" "${SECS:=20}" "${CONNECT_RATE:=200}" "${SETUP_S:=900}"
+  : "${SOURCE_IPS:=16}" "${TIMEOUT:=120}"
 fi
 
 if [[ -n ${OUT:-} ]]; then
@@ -128,14 +128,19 @@ fact sysctls "$(sysctl_desc)"
 # --- Redis and the servers --------------------------------------------------
 mapfile -t ports < <(free_ports $((2 * SERVERS + 1)))
 rport=${ports[0]}
-spawn "$tmp/redis.log" redis-server --port "$rport" --bind 127.0.0.1 --save '' \
+# Redis at a higher priority where we may (root): on 2 cores shared with
+# 120 processes a starved Redis misses the bus's 3 s pings and every
+# server drops its link (seen at 60,000 members).
+nice_redis=()
+nice -n -10 true 2>/dev/null && nice_redis=(nice -n -10)
+spawn "$tmp/redis.log" "${nice_redis[@]}" redis-server --port "$rport" --bind 127.0.0.1 --save '' \
   --appendonly no --maxclients 10000
 wait_tcp "$rport" "$SPAWNED" 10 || die "redis-server did not start"
 spids=() chat_addrs=() ws_urls=()
 for ((i = 0; i < SERVERS; i++)); do
   c=${ports[$((1 + 2 * i))]} h=${ports[$((2 + 2 * i))]}
   spawn "$tmp/server-$i.log" "$reactor" serve --chat "127.0.0.1:$c" --http "127.0.0.1:$h" \
-    --bus "redis://127.0.0.1:$rport" --max-conns 20000 --idle-timeout 0 --log-level warn
+    --bus "redis://127.0.0.1:$rport" --max-conns 20000 --idle-timeout 0 --ws-ping 10m --log-level warn
   spids+=("$SPAWNED") chat_addrs+=(--server "127.0.0.1:$c") ws_urls+=(--server "ws://127.0.0.1:$h/ws")
 done
 for ((i = 0; i < SERVERS; i++)); do
@@ -163,7 +168,7 @@ launch() {
     if ((i % WS_EVERY == WS_EVERY - 1)); then kind=ws; else kind=chat; fi
     # The first process holds the senders; the others are owed their lines.
     local servers=("${chat_addrs[@]}") extra=()
-    ((i > 0)) && extra=("${RECV_ARGS[@]}")
+    if ((i > 0)); then extra=("${RECV_ARGS[@]}"); else extra=("${SEND_ARGS[@]}"); fi
     [[ $kind == ws ]] && servers=("${ws_urls[@]}")
     spawn "$tmp/$part.$i.log" "$reactor" bench "$kind" "${servers[@]}" -c "$n" --first-member "$g" \
       --connect-rate "$CONNECT_RATE" --source-ips "$SOURCE_IPS" --timeout "${TIMEOUT}s" \
@@ -226,8 +231,9 @@ if [[ $only == *1* ]]; then
   # Two senders (members 0 and 1, in the first load process), LINES lines
   # at LINE_RATE; every other process is owed each line once per member.
   dur=$(awk -v n="$LINES" -v r="$LINE_RATE" 'BEGIN {printf "%d", n / r + 1}')
-  RECV_ARGS=(--expect-lines "$LINES")
-  launch room --senders 2 --rate "$LINE_RATE" -n "$LINES" -d "$((dur + TIMEOUT))s"
+  # (-n only where the senders are: a run with a count has no end time.)
+  RECV_ARGS=(--expect-lines "$LINES") SEND_ARGS=(-n "$LINES")
+  launch room --senders 2 --rate "$LINE_RATE" -d "$((dur + TIMEOUT))s"
   finish room $((dur + 3 * TIMEOUT + 30))
   step_done
 fi
@@ -237,7 +243,7 @@ if [[ $only == *2* ]]; then
   rooms=$((MEMBERS / ROOM_SIZE))
   step_header "2. $rooms rooms of $ROOM_SIZE, each on $SPREAD servers"
   per_rate=$(awk -v r="$RATE" -v n="$LOADS" 'BEGIN {printf "%.3f", r / n}')
-  RECV_ARGS=()
+  RECV_ARGS=() SEND_ARGS=()
   launch rooms --room-size "$ROOM_SIZE" --room-spread "$SPREAD" --senders 2 --rate "$per_rate" -d "${SECS}s"
   finish rooms $((SECS + 3 * TIMEOUT + 30))
   step_done

@@ -430,6 +430,10 @@ fn join(room: &Room, plan: &Plan, poll: &Poll) -> io::Result<Vec<Member>> {
         if let Some(upgrade) = &target.upgrade {
             m.out.extend_from_slice(upgrade);
             m.upgraded = false;
+            // Sent now, not once every member is connected: with setup
+            // paced over many seconds, a server's header timeout would
+            // close the first members before their upgrade came.
+            flush(&mut m)?;
         }
         members.push(m);
     }
@@ -571,6 +575,10 @@ fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
     if let Some(path) = &room.opts.ready_file {
         std::fs::write(path, format!("{}\n", live.len()))?;
     }
+    // From here every line is a measured one (none was sent before the
+    // setup was done): one from another process may come while this one
+    // still waits for --go-file.
+    cx.from = 0;
     if let Some(path) = &room.opts.go_file {
         wait_go(path, &mut members, &mut io, &mut rec, &clock, &cx)?;
     }
