@@ -58,7 +58,7 @@ if ((quick)); then
   : "${SOURCE_IPS:=4}" "${TIMEOUT:=10}"
 else
   : "${MEMBERS:=1000000}" "${SERVERS:=60}" "${LOADS:=60}" "${WS_EVERY:=6}" "${LINES:=5}" "${LINE_RATE:=0.1}"
-  : "${ROOM_SIZE:=100}" "${SPREAD:=4}" "${RATE:=500}" "${SECS:=20}" "${CONNECT_RATE:=200}" "${SETUP_S:=900}"
+  : "${ROOM_SIZE:=100}" "${SPREAD:=4}" "${RATE:=500}" "${SECS:=45}" "${CONNECT_RATE:=200}" "${SETUP_S:=900}"
   : "${SOURCE_IPS:=16}" "${TIMEOUT:=120}"
 fi
 

@@ -17,8 +17,8 @@
 //! `remote` (on another): counted, owed and timed apart as well as in
 //! the totals.
 //!
-//! Several load processes can drive one run (`docs/BENCH.md`, "One run
-//! over many load processes"): each is given its range of members
+//! Several load processes can drive one run (`scripts/million.sh`;
+//! `docs/PERFORMANCE.md`, "A million members"): each is given its range of members
 //! (`--first-member`), which decides each member's server, room
 //! (`--room-size`: rooms of N instead of the lobby), source address and
 //! sender number, so rooms and servers line up across the processes.
@@ -586,12 +586,16 @@ fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
     rec.set_window(plan.from, plan.until);
     io.sleeper.count_from(plan.from);
     cx.from = plan.from;
-    // The senders: in each room its first members, those here that joined.
-    let senders: Vec<usize> = live
+    // The senders: in each room its first members, those here that joined;
+    // taken in turn by their place in the room, then by room, so the
+    // first lines go to every room (each room's first sender, then its
+    // second...).
+    let mut senders: Vec<usize> = live
         .iter()
         .copied()
         .filter(|&i| layout.sender(members[i].g).is_some())
         .collect();
+    senders.sort_by_key(|&i| (layout.sender(members[i].g), members[i].g));
     // Members here that joined, per room and server: who each line is owed to.
     let mut in_room: std::collections::HashMap<u64, Vec<u64>> = Default::default();
     for &i in &live {
