@@ -951,6 +951,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn layout_lines_up_members_rooms_and_servers() {
+        // The lobby: member g on server g mod n; the first two send.
+        let lobby = Layout {
+            n: 3,
+            size: None,
+            spread: 3,
+            senders: 2,
+        };
+        let servers: Vec<usize> = (0..6).map(|g| lobby.server(g)).collect();
+        assert_eq!(servers, [0, 1, 2, 0, 1, 2]);
+        assert_eq!((lobby.room(5), lobby.room_first(5)), (0, 0));
+        assert_eq!(
+            (lobby.sender(0), lobby.sender(1), lobby.sender(2)),
+            (Some(0), Some(1), None)
+        );
+        // Rooms of 4 over 2 of 6 servers: room r on servers 2r, 2r+1 (mod 6).
+        let rooms = Layout {
+            n: 6,
+            size: Some(4),
+            spread: 2,
+            senders: 1,
+        };
+        let at: Vec<(u64, usize)> = (0..12).map(|g| (rooms.room(g), rooms.server(g))).collect();
+        assert_eq!(
+            at,
+            [
+                (0, 0),
+                (0, 1),
+                (0, 0),
+                (0, 1),
+                (1, 2),
+                (1, 3),
+                (1, 2),
+                (1, 3),
+                (2, 4),
+                (2, 5),
+                (2, 4),
+                (2, 5)
+            ]
+        );
+        assert_eq!(
+            (rooms.room_first(6), rooms.sender(4), rooms.sender(5)),
+            (4, Some(0), None)
+        );
+    }
+
+    #[test]
     fn classifies_lines() {
         assert_eq!(classify(b"* guest3 joined lobby"), Line::Notice);
         assert_eq!(
