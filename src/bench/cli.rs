@@ -303,9 +303,49 @@ pub struct ChatArgs {
     /// Members that send (the first S of the -c members); all receive
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub senders: usize,
+    /// Rooms, load processes, setup pace.
+    #[command(flatten)]
+    pub room: RoomOpts,
     /// Shared flags (--rate is lines/s in total, default 1000).
     #[command(flatten)]
     pub common: Common,
+}
+
+/// How chat and ws members are laid out over rooms, servers and load
+/// processes (several `reactor bench` processes driving one run).
+#[derive(Clone, Debug, Default, Args)]
+pub struct RoomOpts {
+    /// Rooms of N members instead of the lobby: member g (counted from
+    /// --first-member) sends `/join bR`, R = g / N, once welcomed; the
+    /// first --senders of each room send into it
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    pub room_size: Option<u64>,
+    /// With --room-size: each room's members on K of the servers (room R
+    /// on servers R*K .. R*K+K-1, mod the servers; default: all)
+    #[arg(long, value_name = "K", requires = "room_size", value_parser = clap::value_parser!(u64).range(1..))]
+    pub room_spread: Option<u64>,
+    /// The global index of this process's first member, when several load
+    /// processes share the rooms (each gives its own range): it decides
+    /// each member's room, server, source address and sender number
+    #[arg(long, value_name = "G", default_value_t = 0)]
+    pub first_member: u64,
+    /// Lines each member here is owed by senders in other load processes
+    /// (one room over several processes); the run ends once all came, or
+    /// --timeout after -d
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub expect_lines: u64,
+    /// Pace connection setup: at most R new members per second (default:
+    /// as fast as connects complete)
+    #[arg(long, value_name = "R")]
+    pub connect_rate: Option<f64>,
+    /// Write FILE (the members ready) once every member is welcomed (and
+    /// in its room), for a script that starts its load processes together
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+    /// Once ready, wait for FILE to exist before time zero (at most 10
+    /// minutes), so the load processes of one run start together
+    #[arg(long, value_name = "FILE")]
+    pub go_file: Option<PathBuf>,
 }
 
 /// `reactor bench ws`.
@@ -339,6 +379,9 @@ pub struct WsArgs {
     /// TLS settings (wss://).
     #[command(flatten)]
     pub tls_opts: TlsOpts,
+    /// Rooms, load processes, setup pace (chat only, not --echo).
+    #[command(flatten)]
+    pub room: RoomOpts,
     /// Shared flags (--rate is lines/s in total, default 1000).
     #[command(flatten)]
     pub common: Common,

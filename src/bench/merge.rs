@@ -16,7 +16,7 @@ use super::cli::MergeArgs;
 use super::hist::{self, histogram, quantile};
 use super::kind::{self, Kind, Outcome};
 use super::plot::{self, Chart};
-use super::report::{PCTS, SCHEMA, pct_json};
+use super::report::{PCTS, SCHEMA, lines_json, pct_json};
 use super::run::Second;
 use super::text::fmt_ns;
 
@@ -280,6 +280,12 @@ fn merged_json(
         out["latency_split_us"] = p.collect();
     }
     out["histograms"] = Value::Object(encoded);
+    // Chat in one room over several processes: each line's deliveries
+    // added up, and its last delivery the latest of any process's.
+    let lines = merged_lines(runs);
+    let (rows, last) = lines_json(&lines);
+    out["line_deliveries"] = rows;
+    out["last_delivery_us"] = last;
     out["series"] = series
         .iter()
         .map(|s| {
@@ -296,6 +302,21 @@ fn merged_json(
         .map(|(p, us)| json!({"percentile": p, "latency_us": us}))
         .collect();
     out
+}
+
+/// The runs' `line_deliveries`, by (sender, sequence): deliveries
+/// summed, the last delivery's latency the largest (ns).
+fn merged_lines(runs: &[Run]) -> BTreeMap<(u64, u64), (u64, u64)> {
+    let mut lines = BTreeMap::new();
+    for r in runs {
+        for row in r.v["line_deliveries"].as_array().into_iter().flatten() {
+            let n = |i: usize| row[i].as_f64().unwrap_or(0.0);
+            let e = lines.entry((n(0) as u64, n(1) as u64)).or_insert((0, 0));
+            e.0 += n(2) as u64;
+            e.1 = e.1.max((n(3) * 1e3) as u64);
+        }
+    }
+    lines
 }
 
 /// The merge's summary.
@@ -356,6 +377,33 @@ fn summary(
         "  {} requests in all",
         v["requests"].as_u64().unwrap_or(0)
     );
+    let w = &v["workload_counters"];
+    if let Some(members) = w["members"].as_u64() {
+        let _ = writeln!(
+            s,
+            "  members: {members}, of them heard a measured line: {}; deliveries owed {}, lost {}",
+            w["members_heard"].as_u64().unwrap_or(0),
+            w["deliveries_owed"].as_u64().unwrap_or(0),
+            w["lost"].as_u64().unwrap_or(0),
+        );
+    }
+    if let Some(rows) = v["line_deliveries"].as_array() {
+        let members = w["members"].as_u64().unwrap_or(0);
+        let whole = rows
+            .iter()
+            .filter(|r| r[2].as_u64().unwrap_or(0) + 1 >= members)
+            .count();
+        let last = &v["last_delivery_us"];
+        let us = |k: &str| fmt_ns((last[k].as_f64().unwrap_or(0.0) * 1e3) as u64);
+        let _ = writeln!(
+            s,
+            "  one room: {} lines, {whole} of them delivered to every other member; until the last delivery p50 {} p99 {} max {}",
+            rows.len(),
+            us("p50"),
+            us("p99"),
+            us("max"),
+        );
+    }
     let _ = writeln!(
         s,
         "Requests/sec: {:.2} (the sum)",

@@ -98,6 +98,9 @@ pub struct Recorder {
     pub unsent: u64,
     /// Workload-specific counters (udp loss, chat deliveries, ...).
     pub extra: BTreeMap<&'static str, u64>,
+    /// Chat in one room: per line measured, keyed by (sender, sequence),
+    /// its deliveries here and the latency of the last of them (ns).
+    pub lines: BTreeMap<(u64, u64), (u64, u64)>,
     /// Start of the measured window (end of warmup), ns since the base.
     pub from: u64,
     /// End of the measured window, ns since the base.
@@ -130,6 +133,7 @@ impl Recorder {
             errors: Errors::default(),
             unsent: 0,
             extra: BTreeMap::new(),
+            lines: BTreeMap::new(),
             from,
             until,
             service_is_latency: false,
@@ -341,6 +345,11 @@ impl Recorder {
         self.unsent += o.unsent;
         for (k, v) in &o.extra {
             *self.extra.entry(k).or_insert(0) += v;
+        }
+        for (k, &(n, last)) in &o.lines {
+            let e = self.lines.entry(*k).or_insert((0, 0));
+            e.0 += n;
+            e.1 = e.1.max(last);
         }
     }
 }

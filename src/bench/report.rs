@@ -353,6 +353,25 @@ pub fn pct_json(h: &Histogram<u64>) -> Value {
     Value::Object(m)
 }
 
+/// Chat in one room, per line: `line_deliveries` (`[sender, sequence,
+/// deliveries, last delivery's latency in us]` a line) and
+/// `last_delivery_us`, the percentiles over the lines of the time until
+/// each line's last delivery; both null without lines.
+pub fn lines_json(lines: &std::collections::BTreeMap<(u64, u64), (u64, u64)>) -> (Value, Value) {
+    if lines.is_empty() {
+        return (Value::Null, Value::Null);
+    }
+    let mut h = hist::histogram();
+    let rows: Vec<Value> = lines
+        .iter()
+        .map(|(&(s, q), &(n, last))| {
+            h.saturating_record(last);
+            json!([s, q, n, last as f64 / 1e3])
+        })
+        .collect();
+    (Value::Array(rows), pct_json(&h))
+}
+
 /// The whole result as JSON (see docs/BENCH.md).
 pub fn to_json(r: &Report) -> Value {
     let rec = &r.m.rec;
@@ -436,6 +455,8 @@ pub fn to_json(r: &Report) -> Value {
         "errors_by_kind": errors,
         "unsent": rec.unsent,
         "workload_counters": rec.extra,
+        "line_deliveries": lines_json(&rec.lines).0,
+        "last_delivery_us": lines_json(&rec.lines).1,
         "config": {
             "connections": r.conns, "threads": r.threads, "rate": r.rate,
             "model": if r.rate.is_some() { "open" } else { "closed" },

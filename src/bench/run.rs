@@ -40,6 +40,14 @@ impl Clock {
         base.as_secs_f64() + ns as f64 / 1e9
     }
 
+    /// The wall-clock time of this clock's zero, in nanoseconds since the
+    /// Unix epoch: stamps that other processes on this machine (and, to
+    /// their clocks' agreement, other machines) can read back.
+    pub fn zero_wall_ns(&self) -> u64 {
+        let base = self.wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        base.as_nanos() as u64
+    }
+
     /// Nanoseconds since zero.
     #[inline]
     pub fn now(&self) -> u64 {
