@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!   host a  10.201.1.2 ----- 10.201.1.1  host redis  10.201.2.1 ----- 10.201.2.2  host b
-//!   reactor :7000 (chat) :8000 (http)      redis-server :6379     reactor :7000 :8000
+//!   reactor (chat, http on ports of    redis-server :6379     reactor (likewise)
+//!   the OS's pick)
 //! ```
 
 mod util;
@@ -220,9 +221,9 @@ fn rooms_span_servers_on_separate_hosts() {
             &[
                 "serve",
                 "--chat",
-                "0.0.0.0:7000",
+                "0.0.0.0:0",
                 "--http",
-                "0.0.0.0:8000",
+                "0.0.0.0:0",
                 "--bus",
                 &bus,
                 "--log-level",
@@ -232,9 +233,15 @@ fn rooms_span_servers_on_separate_hosts() {
     };
     let mut servers = [serve(&a_ns, 1), serve(&b_ns, 2)];
     let at = |net: u8, port: u16| SocketAddr::from(([10, 201, net, 2], port));
+    // Each server's ports, as it bound them (port 0: the OS's pick).
+    let port = |srv: &mut Bin, svc: &str| -> u16 {
+        let addr: SocketAddr = srv.listening(svc, TIMEOUT).parse().unwrap();
+        addr.port()
+    };
+    let mut chat_ports = Vec::new();
     for (i, (srv, ns)) in servers.iter_mut().zip([&a_ns, &b_ns]).enumerate() {
-        srv.listening("http", TIMEOUT);
-        let http = at(i as u8 + 1, 8000);
+        chat_ports.push(port(srv, "chat"));
+        let http = at(i as u8 + 1, port(srv, "http"));
         let on = wait_until(TIMEOUT, || stats_in(ns, http)["bus_state"] == 3);
         assert!(
             on,
@@ -242,9 +249,9 @@ fn rooms_span_servers_on_separate_hosts() {
             srv.log_text()
         );
     }
-    let mut a = Member::join(&a_ns, at(1, 7000));
-    let mut a2 = Member::join(&a_ns, at(1, 7000));
-    let mut b = Member::join(&b_ns, at(2, 7000));
+    let mut a = Member::join(&a_ns, at(1, chat_ports[0]));
+    let mut a2 = Member::join(&a_ns, at(1, chat_ports[0]));
+    let mut b = Member::join(&b_ns, at(2, chat_ports[1]));
     let numsub = || {
         let mut s = connect_in(&a_ns, redis_at);
         command(&mut s, &["PUBSUB", "NUMSUB", "reactor:room:lobby"]).unwrap()
