@@ -21,6 +21,8 @@
 #   SKIP_BUILD [0]  1: use the existing peers and target/release/reactor
 #   REACTOR_BIN [$CARGO_TARGET_DIR or target, /release/reactor]  the binary to measure
 #   REACTOR_SRC [.]  the checkout REACTOR_BIN was built from (for the commit shown)
+#   REACTOR_BASE []  another reactor binary (an older build) to run as one
+#                    more server, "reactor-base": its column gives before/after
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -56,6 +58,10 @@ if [[ $TOKIO == 1 ]]; then
   [[ -x $PEERS_OUT/tokio-echo ]] || die "missing $PEERS_OUT/tokio-echo (TOKIO=0 to skip)"
   servers+=(tokio-echo)
 fi
+if [[ -n ${REACTOR_BASE:-} ]]; then
+  [[ -x $REACTOR_BASE ]] || die "missing $REACTOR_BASE (REACTOR_BASE)"
+  servers+=(reactor-base)
+fi
 hz=$(getconf CLK_TCK)
 
 # Start every server once, pinned to core 0, each on its own free port; the
@@ -67,6 +73,7 @@ for i in "${!servers[@]}"; do
   s=${servers[$i]} p=${ports[$i]}
   case $s in
     reactor) cmd=("$reactor" serve --echo "127.0.0.1:$p" --log-level warn) ;;
+    reactor-base) cmd=("$REACTOR_BASE" serve --echo "127.0.0.1:$p" --log-level warn) ;;
     epoll_echo) cmd=("$PEERS_OUT/epoll_echo" "$p") ;;
     tokio-echo) cmd=("$PEERS_OUT/tokio-echo" "127.0.0.1:$p") ;;
   esac

@@ -23,6 +23,8 @@
 #   SKIP_BUILD [0]  1: use the existing peers and target/release/reactor
 #   REACTOR_BIN [$CARGO_TARGET_DIR or target, /release/reactor]  the binary to measure
 #   REACTOR_SRC [.]  the checkout REACTOR_BIN was built from (for the commit shown)
+#   REACTOR_BASE []  another reactor binary (an older build) to run as one
+#                    more server, "reactor-base": its column gives before/after
 # nginx listens on 127.0.0.1:7080 (fixed by the peers' nginx.conf), prefix
 # /tmp/ng; the port must be free.
 set -euo pipefail
@@ -76,20 +78,26 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$NGINX_PORT") 2>/dev/null; then
   die "port $NGINX_PORT is taken; nginx needs it"
 fi
 servers=(reactor epoll_http nginx hyper-hello)
+if [[ -n ${REACTOR_BASE:-} ]]; then
+  [[ -x $REACTOR_BASE ]] || die "missing $REACTOR_BASE (REACTOR_BASE)"
+  servers+=(reactor-base)
+fi
 hz=$(getconf CLK_TCK)
 
 # Start every server once, pinned to core 0; the idle ones use no CPU while
 # another is measured.
 declare -A pid port cpu_pid reported
-mapfile -t ports < <(free_ports 3)
-((${#ports[@]} == 3)) || die "could not pick free ports"
+mapfile -t ports < <(free_ports 4)
+((${#ports[@]} == 4)) || die "could not pick free ports"
 port[reactor]=${ports[0]} port[epoll_http]=${ports[1]} port[hyper-hello]=${ports[2]}
+port[reactor-base]=${ports[3]}
 port[nginx]=$NGINX_PORT
 mkdir -p "$NGINX_PREFIX/logs"
 for s in "${servers[@]}"; do
   p=${port[$s]}
   case $s in
     reactor) cmd=("$reactor" serve --http "127.0.0.1:$p" --log-level warn) ;;
+    reactor-base) cmd=("$REACTOR_BASE" serve --http "127.0.0.1:$p" --log-level warn) ;;
     epoll_http) cmd=("$PEERS_OUT/epoll_http" "$p") ;;
     nginx) cmd=(nginx -p "$NGINX_PREFIX" -c "$nginx_conf") ;;
     hyper-hello) cmd=("$PEERS_OUT/hyper-hello" "127.0.0.1:$p") ;;
