@@ -12,7 +12,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use log::info;
+use log::{info, warn};
 use mio::Waker;
 
 use crate::config::{Bind, BusSettings, Config};
@@ -59,6 +59,27 @@ pub struct Server {
     bound: Vec<(Service, SocketAddr)>,
     /// The Unix socket path, if serving one.
     unix_path: Option<PathBuf>,
+}
+
+/// Logs the whole-server memory cap, and warns when one loop's share is
+/// under what a single `/ws/echo` connection holds at its largest (the
+/// message reassembled in its input, its echo in the output: about twice
+/// `--ws-max-message`): such a connection would be evicted mid-message.
+fn say_memory_cap(limits: &crate::config::Limits, loops: usize, ws_echo: bool) {
+    let cap = limits.max_client_memory;
+    if cap == 0 {
+        return info!("memory: no cap on what connections hold (--max-client-memory 0)");
+    }
+    let share = cap.div_ceil(loops);
+    info!("memory: connections may hold {cap} bytes in all ({share} per loop)");
+    let largest = 2 * limits.ws_max_message + limits.output_cap;
+    if ws_echo && share < largest {
+        warn!(
+            "memory: a loop's share of --max-client-memory ({share} bytes) is under the \
+             {largest} one WebSocket echo connection may hold (a --ws-max-message message in, \
+             its echo out): such a connection is evicted"
+        );
+    }
 }
 
 impl Server {
@@ -124,6 +145,10 @@ impl Server {
             }
             server.loops.push(r);
         }
+        let ws_echo = wanted
+            .iter()
+            .any(|(s, _)| matches!(s, Service::Http | Service::Https));
+        say_memory_cap(&config.limits, n, ws_echo);
         if n > 1 {
             let wakers: Vec<Arc<Waker>> = server.loops.iter().map(Reactor::waker).collect();
             for (r, mesh) in server.loops.iter_mut().zip(loops::mesh(&wakers)) {
