@@ -1070,19 +1070,19 @@ mod tests {
         (addr, h)
     }
 
-    /// Runs `reactor bench chat ARGS...` in this process.
+    /// Runs `reactor bench chat ARGS...` in this process (the flags parsed
+    /// as `bench chat` parses them).
     fn run_chat(args: &[&str]) -> Report {
         use clap::Parser;
-        let mut v = vec!["reactor", "bench", "chat"];
+        #[derive(Parser)]
+        struct Chat {
+            #[command(flatten)]
+            a: ChatArgs,
+        }
+        let mut v = vec!["chat"];
         v.extend_from_slice(args);
-        let cli = crate::cli::Cli::try_parse_from(v).expect("valid flags");
-        let crate::cli::Command::Bench(b) = cli.command else {
-            unreachable!("bench")
-        };
-        let crate::bench::cli::BenchCommand::Chat(a) = b.command else {
-            unreachable!("chat")
-        };
-        bench(&a).expect("the run itself works")
+        let c = Chat::try_parse_from(v).expect("valid flags");
+        bench(&c.a).expect("the run itself works")
     }
 
     /// A listen-only load process (`--expect-lines`, no sender here) is
