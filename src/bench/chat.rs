@@ -475,7 +475,11 @@ fn welcome_all(
 }
 
 /// Waits for `go` to exist (at most [`GO_WAIT_NS`]), serving the members
-/// meanwhile (pings answered, nothing measured).
+/// meanwhile (pings answered); returns the measured deliveries read. The
+/// load processes see the file at different moments (each looks every
+/// 10 ms, and a busy machine delays some): lines of senders in a process
+/// that saw it first reach this one while it still waits, and are owed
+/// here (`--expect-lines`) like those that come later.
 fn wait_go(
     go: &std::path::Path,
     members: &mut [Member],
@@ -483,16 +487,19 @@ fn wait_go(
     rec: &mut Recorder,
     clock: &run::Clock,
     cx: &Cx,
-) -> io::Result<()> {
+) -> io::Result<Got> {
     let deadline = clock.now().saturating_add(GO_WAIT_NS);
+    let mut got: Got = [0; 2];
     while !go.exists() && clock.now() < deadline {
         let wake = clock.now() + 10_000_000;
         io.sleeper.wait(&mut io.poll, &mut io.events, clock, wake)?;
         for ev in io.events.iter().filter(|e| e.token() != run::ALARM) {
-            serve(&mut members[ev.token().0], ev, &mut io.rbuf, rec, clock, cx);
+            let [l, r] = serve(&mut members[ev.token().0], ev, &mut io.rbuf, rec, clock, cx);
+            got[0] += l;
+            got[1] += r;
         }
     }
-    Ok(())
+    Ok(got)
 }
 
 /// Measured deliveries read: from senders on the receiver's server, and
@@ -579,8 +586,10 @@ fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
     // setup was done): one from another process may come while this one
     // still waits for --go-file.
     cx.from = 0;
+    // Deliveries measured so far (`Got`): those read while waiting for go.
+    let mut got: Got = [0; 2];
     if let Some(path) = &room.opts.go_file {
-        wait_go(path, &mut members, &mut io, &mut rec, &clock, &cx)?;
+        got = wait_go(path, &mut members, &mut io, &mut rec, &clock, &cx)?;
     }
     let zero = plan.start();
     rec.set_window(plan.from, plan.until);
@@ -614,7 +623,6 @@ fn run_thread(room: &Room, mut plan: Plan) -> io::Result<ThreadOut> {
     );
     let mut seqs = vec![0u64; senders.len()];
     let (mut next_sender, mut lines_measured, mut owed) = (0usize, 0u64, 0u64);
-    let mut got: Got = [0; 2];
     let mut line = Vec::with_capacity(64);
     let (mut next_tick, mut stop_at, mut cpu_from) = (plan.first_tick(), u64::MAX, None);
     // No sender here: nothing to send; else -n, if given.
@@ -1006,6 +1014,131 @@ mod tests {
         );
         assert_eq!(classify(b"ERROR too slow"), Line::Error);
         assert_eq!(classify(b"[lobby] guest3: hello"), Line::Other);
+    }
+
+    /// A fake lobby for `k` members: welcomes each, waits for `ready`,
+    /// sends each member `before` lines of a sender in another load
+    /// process (members 0 and 1), creates `go`, then sends `after` more;
+    /// then holds the connections until the bench closes them.
+    fn fake_lobby(
+        k: usize,
+        before: u64,
+        after: u64,
+        ready: std::path::PathBuf,
+        go: std::path::PathBuf,
+    ) -> (SocketAddr, std::thread::JoinHandle<()>) {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let mut socks: Vec<std::net::TcpStream> =
+                (0..k).map(|_| l.accept().unwrap().0).collect();
+            for s in &mut socks {
+                s.write_all(b"* welcome to the lobby\n").unwrap();
+            }
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !ready.exists() && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let say = |socks: &mut [std::net::TcpStream], seq: u64| {
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos();
+                for s in socks.iter_mut() {
+                    for sender in 0..2 {
+                        let line = format!("[lobby] guest{sender}: bench {sender} {seq} {wall}\n");
+                        s.write_all(line.as_bytes()).unwrap();
+                    }
+                }
+            };
+            for seq in 0..before {
+                say(&mut socks, seq);
+            }
+            // The bench reads these while it still waits for the go file.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            std::fs::write(&go, "").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            for seq in before..before + after {
+                say(&mut socks, seq);
+            }
+            for s in &mut socks {
+                let mut buf = [0u8; 256];
+                while let Ok(1..) = s.read(&mut buf) {}
+            }
+        });
+        (addr, h)
+    }
+
+    /// Runs `reactor bench chat ARGS...` in this process (the flags parsed
+    /// as `bench chat` parses them).
+    fn run_chat(args: &[&str]) -> Report {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Chat {
+            #[command(flatten)]
+            a: ChatArgs,
+        }
+        let mut v = vec!["chat"];
+        v.extend_from_slice(args);
+        let c = Chat::try_parse_from(v).expect("valid flags");
+        bench(&c.a).expect("the run itself works")
+    }
+
+    /// A listen-only load process (`--expect-lines`, no sender here) is
+    /// owed every line of the senders in another process, including those
+    /// that reach it while it still waits for `--go-file` (the other
+    /// process saw the file first and began sending): each is counted
+    /// once, none lost, and the process ends as soon as it has heard them
+    /// all rather than at `-d` plus `--timeout` (scripts/million.sh).
+    #[test]
+    fn lines_heard_while_waiting_for_go_are_counted() {
+        let dir = std::env::temp_dir().join(format!("reactor-chat-go-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ready, go) = (dir.join("ready"), dir.join("go"));
+        let _ = std::fs::remove_file(&go);
+        let (k, before, after) = (3usize, 2u64, 3u64);
+        let (addr, server) = fake_lobby(k, before, after, ready.clone(), go.clone());
+        let (addr, ready_s, go_s) = (
+            addr.to_string(),
+            ready.display().to_string(),
+            go.display().to_string(),
+        );
+        let t0 = std::time::Instant::now();
+        let r = run_chat(&[
+            &addr,
+            "-c",
+            "3",
+            "--senders",
+            "2",
+            "--first-member",
+            "2",
+            "--expect-lines",
+            "10",
+            "--ready-file",
+            &ready_s,
+            "--go-file",
+            &go_s,
+            "-d",
+            "10s",
+            "--timeout",
+            "1s",
+            "-q",
+        ]);
+        let took = t0.elapsed();
+        server.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let x = &r.m.rec.extra;
+        let owed = k as u64 * 2 * (before + after);
+        assert_eq!(x["deliveries_owed"], owed, "{x:?}");
+        assert_eq!(r.m.rec.requests, owed, "every delivery was seen: {x:?}");
+        assert_eq!(x["lost"], 0, "{x:?}");
+        assert_eq!(x["members_heard"], k as u64, "{x:?}");
+        assert_eq!(r.m.rec.errors.total(), 0, "{:?}", r.m.rec.errors);
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "it heard all it was owed and ended at once, not at -d: {took:?}"
+        );
     }
 
     #[test]
