@@ -69,6 +69,9 @@ const DRAIN_NS: u64 = 250_000_000;
 const UDP_IPV4_HEADERS: u64 = 28;
 /// The same over IPv6.
 const UDP_IPV6_HEADERS: u64 = 48;
+/// A server that waited for a CPU this share of the window gets a note:
+/// its tick timing is then partly the machine's.
+const SERVER_WAIT_NOTE: f64 = 0.01;
 /// Moves a bot may make: the four directions and the four diagonals.
 const MOVES: [u8; 8] = {
     use wire::button::{DOWN, LEFT, RIGHT, UP};
@@ -103,6 +106,8 @@ struct Spec {
     no_ack: bool,
     /// `/stats`: where, and the request.
     stats: Option<(SocketAddr, Vec<u8>)>,
+    /// The server's processes (`--pid`).
+    pids: Vec<u32>,
 }
 
 /// Runs the game workload.
@@ -209,6 +214,7 @@ fn spec(a: &GameArgs) -> crate::Result<Spec> {
         seed: a.seed,
         no_ack: a.no_ack,
         stats,
+        pids: a.pid.clone(),
     })
 }
 
@@ -304,6 +310,9 @@ struct Tally {
     udp_headers: u64,
     /// The server's /stats at the window's start and end.
     server: Option<Result<(Stats, Stats), String>>,
+    /// The share of the window the server (`--pid`) was runnable but
+    /// waited for a CPU: its core was shared.
+    server_wait: Option<f64>,
 }
 
 /// `/stats`, the numbers.
@@ -842,26 +851,61 @@ fn fetch_stats(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<St
         .collect())
 }
 
-/// Reads `/stats` at `from` and at `until` (ns on `clock`), on a thread of
-/// its own so the bots' loop never blocks on it.
+/// What the reader saw at one moment: `/stats` (with `--stats`) and the
+/// server's time on and waiting for a CPU (with `--pid`), and when.
+#[derive(Debug)]
+struct Seen {
+    /// `/stats`, or why not.
+    stats: Option<Result<Stats, String>>,
+    /// The `--pid` processes' (run, wait) ns, added up (`/proc/PID/schedstat`).
+    sched: Option<(u64, u64)>,
+    /// When (ns on the run's clock).
+    at: u64,
+}
+
+/// (ns on a CPU, ns runnable but waiting for one) of `pids`' main
+/// threads, added up; None if one cannot be read.
+fn sched_of(pids: &[u32]) -> Option<(u64, u64)> {
+    let mut sum = (0, 0);
+    for pid in pids {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+        let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+        sum.0 += f.next()??;
+        sum.1 += f.next()??;
+    }
+    (!pids.is_empty()).then_some(sum)
+}
+
+/// Reads `/stats` and the server's CPU wait at `from` and at `until` (ns
+/// on `clock`), on a thread of its own so the bots' loop never blocks on
+/// it. None if there is nothing to read (no `--stats`, no `--pid`).
 fn stats_reader(
     spec: &Spec,
     clock: run::Clock,
     from: u64,
     until: u64,
     timeout: Duration,
-) -> Option<std::thread::JoinHandle<Result<(Stats, Stats), String>>> {
-    let (addr, req) = spec.stats.clone()?;
-    let at = move |t: u64| {
+) -> Option<std::thread::JoinHandle<(Seen, Seen)>> {
+    if spec.stats.is_none() && spec.pids.is_empty() {
+        return None;
+    }
+    let (stats, pids) = (spec.stats.clone(), spec.pids.clone());
+    let look = move |t: u64| {
         let now = clock.now();
         if t > now {
             std::thread::sleep(Duration::from_nanos(t - now));
         }
-        fetch_stats(addr, &req, timeout)
+        Seen {
+            sched: sched_of(&pids),
+            at: clock.now(),
+            stats: stats
+                .as_ref()
+                .map(|(addr, req)| fetch_stats(*addr, req, timeout)),
+        }
     };
     std::thread::Builder::new()
         .name("bench-stats".into())
-        .spawn(move || Ok((at(from)?, at(until)?)))
+        .spawn(move || (look(from), look(until)))
         .ok()
 }
 
@@ -894,6 +938,7 @@ fn run_thread(spec: &Spec, out: &Mutex<Option<Tally>>, mut plan: Plan) -> io::Re
             _ => UDP_IPV4_HEADERS,
         },
         server: None,
+        server_wait: None,
     };
     let mut bots = open(spec, &plan, &poll, &mut rec)?;
     let mut sleeper = run::Sleeper::new(poll.registry(), &plan, true)?;
@@ -1026,10 +1071,20 @@ fn run_thread(spec: &Spec, out: &Mutex<Option<Tally>>, mut plan: Plan) -> io::Re
         b.bye();
     }
     if let Some(h) = stats {
-        t.server = Some(
-            h.join()
-                .unwrap_or_else(|_| Err("the /stats reader panicked".into())),
-        );
+        match h.join() {
+            Ok((a, b)) => {
+                t.server = match (a.stats, b.stats) {
+                    (Some(Ok(a)), Some(Ok(b))) => Some(Ok((a, b))),
+                    (Some(Err(e)), _) | (_, Some(Err(e))) => Some(Err(e)),
+                    _ => None,
+                };
+                if let (Some(x), Some(y)) = (a.sched, b.sched) {
+                    let span = b.at.saturating_sub(a.at).max(1) as f64;
+                    t.server_wait = Some(y.1.saturating_sub(x.1) as f64 / span);
+                }
+            }
+            Err(_) => t.server = Some(Err("the /stats reader panicked".into())),
+        }
     }
     *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
     plan.last_tick(&mut rec, end);
@@ -1133,7 +1188,7 @@ fn figures(r: &mut Report, spec: &Spec, t: &Tally) {
     let per = |bytes: f64| fmt_bytes(bytes / window / players as f64);
     let wire_down = down + (t.datagrams[0] * t.udp_headers) as f64;
     let wire_up = up + (t.datagrams[1] * t.udp_headers) as f64;
-    let headers = if t.joined[0] > 0 {
+    let headers = if t.joined[0] > 0 && t.joined[1] == 0 {
         format!(
             "; with IP and UDP headers {}/s and {}/s",
             per(wire_down),
@@ -1268,7 +1323,7 @@ fn figures(r: &mut Report, spec: &Spec, t: &Tally) {
         let per_tick = cpu_s / ticks;
         let _ = writeln!(
             s,
-            "  server CPU: {cpu_s:.2} CPU-s, {} per tick, {} per player per tick ({} ticks{}; /proc counts in 10 ms)",
+            "  server CPU (all its work: inputs, ticks, snapshots): {cpu_s:.2} CPU-s, {} per tick, {} per player per tick ({} ticks{}; /proc counts in 10 ms)",
             fmt_ns((per_tick * 1e9) as u64),
             fmt_ns((per_tick / players as f64 * 1e9) as u64),
             ticks,
@@ -1279,7 +1334,21 @@ fn figures(r: &mut Report, spec: &Spec, t: &Tally) {
             }
         );
         cpu = json!({ "cpu_s": cpu_s, "per_tick_us": per_tick * 1e6,
-            "per_player_tick_us": per_tick * 1e6 / players as f64 });
+            "per_player_tick_us": per_tick * 1e6 / players as f64,
+            "wait_for_cpu": t.server_wait });
+    }
+    if let Some(w) = t.server_wait {
+        let _ = writeln!(
+            s,
+            "  server waited for a CPU {:.1}% of the window (runnable, another task on its core)",
+            w * 100.0
+        );
+        if w >= SERVER_WAIT_NOTE {
+            r.notes.push(format!(
+                "the server waited for a CPU {:.1}% of the window: its core was shared, and its tick jitter is partly the machine's",
+                w * 100.0
+            ));
+        }
     }
     let q = |h: &Histogram<u64>, p: f64| quantile(h, p) as f64 / 1e3;
     let json = json!({
