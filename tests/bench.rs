@@ -37,6 +37,7 @@ fn bench(args: &[&str]) -> Report {
         BenchCommand::Ws(a) => chat::bench_ws(&a),
         BenchCommand::Connect(a) => connect::bench(&a),
         BenchCommand::Idle(a) => idle::bench(&a),
+        BenchCommand::Game(a) => reactor::bench::game::bench(&a),
         BenchCommand::Compare(_) | BenchCommand::Merge(_) => unreachable!("not a workload"),
     };
     r.expect("the run itself works")

@@ -38,6 +38,10 @@ pub enum BenchCommand {
     Connect(ConnectArgs),
     /// Hold N idle connections; with --pid, the server's memory per connection.
     Idle(IdleArgs),
+    /// The game (reactor serve --game): N bot players over UDP (and/or
+    /// WebSocket); tick jitter, snapshot sizes, bandwidth, input-to-snapshot
+    /// latency and loss, with simulated loss (--loss).
+    Game(GameArgs),
     /// Compare two --json results; exit code 1 on a regression.
     Compare(CompareArgs),
     /// Merge --json results of runs made at the same time (by several
@@ -417,6 +421,106 @@ pub struct IdleArgs {
     pub common: Common,
 }
 
+/// `reactor bench game`.
+#[derive(Debug, Args)]
+pub struct GameArgs {
+    /// The game's UDP address, HOST:PORT (`reactor serve --game ADDR`);
+    /// optional with --ws
+    #[arg(required_unless_present = "ws")]
+    pub addr: Option<String>,
+    /// Bot players, each with a socket of its own (the server takes at
+    /// most its --game-max-players, 128 at most: the rest are refused and
+    /// counted)
+    #[arg(short = 'p', long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub players: u32,
+    /// WebSocket players too, at ws://HOST:PORT/game/ws (the HTTP port)
+    #[arg(long, value_name = "URL")]
+    pub ws: Option<String>,
+    /// With ADDR and --ws: this many of the players over WebSocket, the
+    /// rest over UDP [default: half]; without ADDR all are
+    #[arg(long, value_name = "N", requires = "ws")]
+    pub ws_players: Option<u32>,
+    /// Simulated loss: each UDP bot drops this fraction (0 to 1) of the
+    /// datagrams it receives and of those it sends, on purpose, by a
+    /// seeded RNG (WebSocket players lose nothing: TCP)
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_fraction)]
+    pub loss: f64,
+    /// Seed of the bots' moves and of the simulated loss
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// Never acknowledge a snapshot (every INPUT says ack 0): the server
+    /// then sends every snapshot in full, so a run with it and one without
+    /// compare full snapshots with deltas
+    #[arg(long)]
+    pub no_ack: bool,
+    /// The server's /stats (http://HOST:PORT/stats, or HOST:PORT of its
+    /// HTTP port), read at the window's start and end: its own tick jitter,
+    /// overruns, skipped ticks and snapshots over the window
+    #[arg(long, value_name = "URL")]
+    pub stats: Option<String>,
+    /// Measured duration: 10s, 2m, or plain seconds
+    #[arg(short = 'd', long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Play this long first and discard what it measured
+    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// The handshakes (and WebSocket connects) must be done within this
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Never sleep: poll with a zero timeout (takes the whole core)
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// Sample this server process's CPU time and RSS from /proc during the
+    /// run: its CPU per tick and per player (repeatable: added up)
+    #[arg(long, value_name = "PID")]
+    pub pid: Vec<u32>,
+    /// Write the full result as JSON (schema in docs/BENCH.md)
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// No live ticker
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+impl GameArgs {
+    /// The shared flags of the harness these amount to (one thread, one
+    /// "connection" per player, no request schedule of its own).
+    pub fn common(&self) -> Common {
+        Common {
+            conns: self.players as usize,
+            duration: self.duration,
+            count: None,
+            warmup: self.warmup,
+            rate: None,
+            poisson: false,
+            threads: 1,
+            timeout: self.timeout,
+            source_ips: 1,
+            busy_poll: self.busy_poll,
+            pid: self.pid.clone(),
+            json: self.json.clone(),
+            plot: None,
+            hdr_log: None,
+            quiet: self.quiet,
+        }
+    }
+}
+
+/// Parses a fraction from 0 to 1 (`0.1`, or `10%`).
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    let v = match s.trim().strip_suffix('%') {
+        Some(p) => parse_percent(p)?,
+        None => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("'{s}' is not a fraction (try 0.1 or 10%)"))?,
+    };
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("'{s}': must be from 0 to 1"));
+    }
+    Ok(v)
+}
+
 /// `reactor bench compare`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -473,6 +577,17 @@ mod tests {
         );
         for bad in ["", "x\\", "\\q", "\\x4", "\\xzz"] {
             assert!(parse_escaped(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fractions() {
+        use super::parse_fraction;
+        assert_eq!(parse_fraction("0.1"), Ok(0.1));
+        assert_eq!(parse_fraction("10%"), Ok(0.1));
+        assert_eq!(parse_fraction("1"), Ok(1.0));
+        for bad in ["-0.1", "1.5", "150%", "x", ""] {
+            assert!(parse_fraction(bad).is_err(), "{bad:?}");
         }
     }
 

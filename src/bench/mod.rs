@@ -20,7 +20,8 @@
 //!   connect): closed or open loop, a FIFO of send times per connection;
 //!   `echo.rs` (echo and tcp), `http.rs`, `connect.rs`: the response
 //!   parsers it drives.
-//! - `udp.rs`, `chat.rs`, `idle.rs`: workloads with loops of their own.
+//! - `udp.rs`, `chat.rs`, `idle.rs`, `game.rs`: workloads with loops of
+//!   their own (`game.rs`: bot players of `reactor serve --game`).
 //! - `merge.rs`: the results of runs made at once, as one.
 //!
 //! This file only dispatches on the subcommand.
@@ -31,6 +32,7 @@ pub mod connect;
 pub mod driver;
 pub mod echo;
 pub mod finish;
+pub mod game;
 pub mod hist;
 pub mod http;
 pub mod idle;
@@ -61,6 +63,7 @@ pub fn run(args: BenchArgs) -> crate::Result<Outcome> {
         BenchCommand::Chat(a) => finish::finish(chat::bench(&a)?, &a.common),
         BenchCommand::Ws(a) => finish::finish(chat::bench_ws(&a)?, &a.common),
         BenchCommand::Idle(a) => finish::finish(idle::bench(&a)?, &a.common),
+        BenchCommand::Game(a) => finish::finish(game::bench(&a)?, &a.common()),
         BenchCommand::Compare(a) => report::compare(&a),
         BenchCommand::Merge(a) => merge::merge(&a),
     }

@@ -54,6 +54,10 @@ pub struct Report {
     pub invalid: Vec<String>,
     /// Things worth knowing that do not invalidate it.
     pub notes: Vec<String>,
+    /// A workload's own figures beyond requests and latency (the game's
+    /// tick jitter, snapshot sizes, loss): lines of the summary, and
+    /// `workload_figures` in the JSON (null for the others).
+    pub figures: Option<(String, Value)>,
 }
 
 impl Report {
@@ -80,6 +84,7 @@ impl Report {
             env: procstat::environment(),
             invalid: Vec::new(),
             notes: Vec::new(),
+            figures: None,
         };
         r.judge();
         r
@@ -266,6 +271,9 @@ pub fn summary(r: &Report) -> String {
     }
     if let Some(p) = &rec.tls_params {
         let _ = writeln!(s, "  tls: {p}");
+    }
+    if let Some((text, _)) = &r.figures {
+        s.push_str(text);
     }
     if let (false, Some((a, b))) = (r.pid.is_empty(), r.m.server) {
         let cpu = r.server_cpu().unwrap_or(0.0);
@@ -455,6 +463,7 @@ pub fn to_json(r: &Report) -> Value {
         "errors_by_kind": errors,
         "unsent": rec.unsent,
         "workload_counters": rec.extra,
+        "workload_figures": r.figures.as_ref().map(|f| &f.1),
         "line_deliveries": lines_json(&rec.lines).0,
         "last_delivery_us": lines_json(&rec.lines).1,
         "config": {

@@ -59,6 +59,9 @@ pub struct Arena {
     reply: Vec<u8>,
     /// The tick timer runs.
     ticking: bool,
+    /// When the last tick began (None: the timer has just started), for
+    /// the tick's jitter.
+    last_tick: Option<Instant>,
 }
 
 impl Arena {
@@ -69,6 +72,7 @@ impl Arena {
             udp: None,
             reply: Vec::new(),
             ticking: false,
+            last_tick: None,
         }
     }
 
@@ -77,6 +81,7 @@ impl Arena {
         let playing = !self.game.is_empty();
         if playing != self.ticking {
             self.ticking = playing;
+            self.last_tick = None;
             let hz = self.game.config().hz;
             let period = if playing {
                 Duration::from_micros(1_000_000 / u64::from(hz))
@@ -158,7 +163,15 @@ pub(super) fn tick(app: &mut Protocols, core: &mut Core<Protocols>, missed: u64)
     let Some(a) = app.game.as_deref_mut() else {
         return;
     };
+    // The tick's own timing, by the OS clock (the loop's is in ms): its
+    // start against the last one's (the jitter), and its work.
     let started = Instant::now();
+    let period_us = 1_000_000 / u64::from(a.game.config().hz);
+    if let Some(last) = a.last_tick {
+        let interval = started.duration_since(last).as_micros() as u64;
+        a.game.stats.tick_began(interval, (missed + 1) * period_us);
+    }
+    a.last_tick = Some(started);
     a.game.step(core.now(), missed);
     let udp = a.udp;
     let stats = &mut app.stats;
@@ -194,7 +207,8 @@ pub(super) fn tick(app: &mut Protocols, core: &mut Core<Protocols>, missed: u64)
             true
         }
     });
-    a.game.stats.tick_us = started.elapsed().as_micros() as u64;
+    let work = started.elapsed().as_micros() as u64;
+    a.game.stats.tick_done(work, period_us);
     a.tick_if_played(core);
 }
 

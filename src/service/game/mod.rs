@@ -147,7 +147,26 @@ pub struct GameStats {
     /// The last tick's simulation and encoding, µs (gauge; the protocol
     /// file measures it).
     pub tick_us: u64,
+    /// The longest tick's work since start, µs (gauge).
+    pub tick_max_us: u64,
+    /// Ticks whose work took longer than a period (the next one is late).
+    pub tick_overruns: u64,
+    /// Ticks timed against the one before them (all but the first of
+    /// each stretch of play): the denominator of the jitter counts.
+    pub tick_intervals: u64,
+    /// The last tick's jitter: |time since the tick before − the periods
+    /// due|, µs (gauge).
+    pub tick_jitter_us: u64,
+    /// The largest jitter since start, µs (gauge).
+    pub tick_jitter_max_us: u64,
+    /// Ticks whose jitter was over each of `JITTER_STEPS_US`.
+    pub tick_jitter_over: [u64; JITTER_STEPS_US.len()],
 }
+
+/// The thresholds of `GameStats::tick_jitter_over`, µs: a tick counts
+/// under every threshold its jitter is over (cumulative counts, read from
+/// above).
+pub const JITTER_STEPS_US: [u64; 5] = [250, 500, 1_000, 2_000, 5_000];
 
 impl std::ops::AddAssign for GameStats {
     fn add_assign(&mut self, o: GameStats) {
@@ -173,6 +192,12 @@ impl std::ops::AddAssign for GameStats {
             unknown,
             timeouts,
             tick_us,
+            tick_max_us,
+            tick_overruns,
+            tick_intervals,
+            tick_jitter_us,
+            tick_jitter_max_us,
+            tick_jitter_over,
         } = o;
         self.players += players;
         self.udp_players += udp_players;
@@ -195,14 +220,43 @@ impl std::ops::AddAssign for GameStats {
         self.unknown += unknown;
         self.timeouts += timeouts;
         self.tick_us = self.tick_us.max(tick_us);
+        self.tick_max_us = self.tick_max_us.max(tick_max_us);
+        self.tick_overruns += tick_overruns;
+        self.tick_intervals += tick_intervals;
+        self.tick_jitter_us = self.tick_jitter_us.max(tick_jitter_us);
+        self.tick_jitter_max_us = self.tick_jitter_max_us.max(tick_jitter_max_us);
+        for (a, b) in self.tick_jitter_over.iter_mut().zip(tick_jitter_over) {
+            *a += b;
+        }
     }
 }
 
 impl GameStats {
+    /// A tick began `interval_us` after the one before it, when
+    /// `expected_us` were due (one period, more if ticks were skipped):
+    /// its jitter is the difference, either way.
+    pub fn tick_began(&mut self, interval_us: u64, expected_us: u64) {
+        let jitter = interval_us.abs_diff(expected_us);
+        self.tick_intervals += 1;
+        self.tick_jitter_us = jitter;
+        self.tick_jitter_max_us = self.tick_jitter_max_us.max(jitter);
+        for (n, step) in self.tick_jitter_over.iter_mut().zip(JITTER_STEPS_US) {
+            *n += u64::from(jitter > step);
+        }
+    }
+
+    /// A tick's work took `work_us`, with ticks `period_us` apart.
+    pub fn tick_done(&mut self, work_us: u64, period_us: u64) {
+        self.tick_us = work_us;
+        self.tick_max_us = self.tick_max_us.max(work_us);
+        self.tick_overruns += u64::from(work_us > period_us);
+    }
+
     /// Every figure as (name, kind, help, value), for `/stats` and
     /// `/metrics`.
-    pub fn figures(&self) -> [(&'static str, &'static str, &'static str, u64); 21] {
+    pub fn figures(&self) -> [(&'static str, &'static str, &'static str, u64); 31] {
         let s = self;
+        let over = s.tick_jitter_over;
         [
             ("game_players", "gauge", "Game players now.", s.players),
             (
@@ -309,6 +363,66 @@ impl GameStats {
                 "gauge",
                 "Last game tick's work, microseconds.",
                 s.tick_us,
+            ),
+            (
+                "game_tick_max_us",
+                "gauge",
+                "Longest game tick's work since start, microseconds.",
+                s.tick_max_us,
+            ),
+            (
+                "game_tick_overruns",
+                "counter",
+                "Game ticks whose work took longer than a period.",
+                s.tick_overruns,
+            ),
+            (
+                "game_tick_intervals",
+                "counter",
+                "Game ticks timed against the tick before them.",
+                s.tick_intervals,
+            ),
+            (
+                "game_tick_jitter_us",
+                "gauge",
+                "Last game tick's jitter (time since the tick before minus the period), microseconds.",
+                s.tick_jitter_us,
+            ),
+            (
+                "game_tick_jitter_max_us",
+                "gauge",
+                "Largest game tick jitter since start, microseconds.",
+                s.tick_jitter_max_us,
+            ),
+            (
+                "game_tick_jitter_over_250us",
+                "counter",
+                "Game ticks with a jitter over 250 microseconds.",
+                over[0],
+            ),
+            (
+                "game_tick_jitter_over_500us",
+                "counter",
+                "Game ticks with a jitter over 500 microseconds.",
+                over[1],
+            ),
+            (
+                "game_tick_jitter_over_1ms",
+                "counter",
+                "Game ticks with a jitter over 1 millisecond.",
+                over[2],
+            ),
+            (
+                "game_tick_jitter_over_2ms",
+                "counter",
+                "Game ticks with a jitter over 2 milliseconds.",
+                over[3],
+            ),
+            (
+                "game_tick_jitter_over_5ms",
+                "counter",
+                "Game ticks with a jitter over 5 milliseconds.",
+                over[4],
             ),
         ]
     }

@@ -499,3 +499,27 @@ fn the_same_base_is_encoded_once_and_a_bigger_delta_becomes_full() {
         assert!(wire::parse_snapshot(&snap[..cut], |_| Some(&base[..])).is_err());
     }
 }
+
+/// The tick's timing: jitter either way of the periods due, counted
+/// under every threshold it is over; work longer than a period is an
+/// overrun.
+#[test]
+fn tick_jitter_and_overruns_are_counted() {
+    let mut s = GameStats::default();
+    s.tick_began(33_333, 33_333);
+    s.tick_began(32_100, 33_333); // early by 1,233 us
+    s.tick_began(66_666 + 600, 66_666); // a tick skipped, then late by 600 us
+    assert_eq!(s.tick_intervals, 3);
+    assert_eq!(s.tick_jitter_us, 600);
+    assert_eq!(s.tick_jitter_max_us, 1_233);
+    assert_eq!(s.tick_jitter_over, [2, 2, 1, 0, 0]);
+    s.tick_done(900, 33_333);
+    s.tick_done(40_000, 33_333);
+    s.tick_done(1_000, 33_333);
+    assert_eq!(
+        (s.tick_us, s.tick_max_us, s.tick_overruns),
+        (1_000, 40_000, 1)
+    );
+    let names: Vec<_> = s.figures().iter().map(|f| f.0).collect();
+    assert!(names.contains(&"game_tick_jitter_over_1ms"), "{names:?}");
+}
