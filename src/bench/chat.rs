@@ -849,7 +849,7 @@ fn upgraded(m: &mut Member, rec: &mut Recorder, now: u64) -> usize {
 
 /// The opcode and payload range of the unmasked server frame at the start
 /// of `b`, if it is all there.
-fn server_frame(b: &[u8]) -> Option<(u8, std::ops::Range<usize>)> {
+pub(super) fn server_frame(b: &[u8]) -> Option<(u8, std::ops::Range<usize>)> {
     let [b0, b1, ..] = *b else {
         return None;
     };

@@ -43,6 +43,7 @@ use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use serde_json::{Value, json};
 
+use super::chat::server_frame;
 use super::cli::GameArgs;
 use super::echo::client_frame_op;
 use super::hist::{histogram, quantile};
@@ -743,26 +744,6 @@ fn flush(w: &mut WsLink) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The opcode and payload range of the unmasked server frame at the start
-/// of `b`, if it is all there.
-fn server_frame(b: &[u8]) -> Option<(u8, std::ops::Range<usize>)> {
-    let [b0, b1, ..] = *b else {
-        return None;
-    };
-    let (len, at): (usize, usize) = match b1 & 0x7F {
-        126 => (
-            u16::from_be_bytes(b.get(2..4)?.try_into().ok()?) as usize,
-            4,
-        ),
-        127 => (
-            u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize,
-            10,
-        ),
-        n => (n as usize, 2),
-    };
-    (b.len() >= at.checked_add(len)?).then_some((b0 & 0x0F, at..at + len))
 }
 
 /// Opens every bot's socket: UDP bound and connected; WebSocket connected
