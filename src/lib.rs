@@ -60,7 +60,8 @@
 //! - `stats.rs`: the counters and the one list of figures `/stats` and
 //!   `/metrics` print. `error.rs`: the one error type.
 //! - `sys.rs`: the only `unsafe` code (rlimit calls, socket options, a
-//!   timerfd for the load generator's precise wake-ups).
+//!   timerfd for precise wake-ups: the load generator's sends, the app
+//!   timer's ticks).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

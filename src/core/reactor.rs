@@ -48,7 +48,7 @@ use super::link::Phase;
 use super::listener::{ListenSocket, Listener};
 use super::memory;
 use super::state::{Core, CoreLimits, Counters, Ready, Slot};
-use super::timer::{Due, Millis, timeout_until};
+use super::timer::{ALARM, Due, Millis, timeout_until};
 
 /// Token of the signal pipe. Slab keys count up from zero, so the top of
 /// the token space is free for the loop's own sources.
@@ -396,8 +396,8 @@ impl<A: App> Reactor<A> {
             return Some(Duration::ZERO);
         }
         let mut next = self.next_cron;
-        if let Some(t) = &self.core.app_timer {
-            next = next.min(t.due_ms());
+        if let Some(due) = self.core.app_timer.as_ref().and_then(|t| t.due_ms()) {
+            next = next.min(due);
         }
         if let Some(t) = self.core.timers.next() {
             next = next.min(t);
@@ -459,6 +459,9 @@ impl<A: App> Reactor<A> {
             };
             match event.token() {
                 SIGNALS => self.on_signals(),
+                // The app timer's timerfd: the wake-up was the point; the
+                // timer phase sees from the clock that it is due.
+                ALARM => {}
                 WAKER => {
                     if self.stop.load(Ordering::Acquire) {
                         self.begin_shutdown("shutdown requested");
@@ -589,7 +592,8 @@ impl<A: App> Reactor<A> {
                 accept::accept_ready(&mut self.app, &mut self.core, key);
             }
         }
-        if let Some(missed) = self.core.app_timer.as_mut().and_then(|t| t.fire(now)) {
+        let clock = &self.core.clock;
+        if let Some(missed) = self.core.app_timer.as_mut().and_then(|t| t.fire(clock)) {
             self.app.timer(&mut self.core, missed);
             drive::run_orders(&mut self.app, &mut self.core);
         }

@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use log::{debug, trace};
+use log::{debug, trace, warn};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
@@ -17,7 +17,7 @@ use crate::transport::Transport;
 use super::kinds::Kinds;
 use super::link::{Link, Phase};
 use super::listener::Listener;
-use super::timer::{AppTimer, Clock, Millis, Timers};
+use super::timer::{ALARM, AppTimer, Clock, Millis, Timers};
 
 /// One connection: what the loop knows of it, and its protocol's state.
 #[derive(Debug)]
@@ -227,17 +227,42 @@ impl<A: Kinds> Core<A> {
         }
     }
 
-    /// Calls the app's `timer` hook every `period` (at most 1 kHz: the
-    /// loop's clock is in ms), the first time one period from now; a zero
-    /// `period` stops it. The loop sleeps no longer than to the next call,
-    /// in the timer phase, after the connections' deadlines. A fixed-rate
-    /// schedule: a late call does not push the next one back.
+    /// Calls the app's `timer` hook every `period` (at most 1 kHz), the
+    /// first time one period from now; a zero `period` stops it. A timerfd
+    /// wakes the loop for each call, to the microsecond (`AppTimer`); the
+    /// call comes in the timer phase, after the connections' deadlines. A
+    /// fixed-rate schedule: a late call does not push the next one back.
     pub fn every(&mut self, period: Duration) {
         let period_us = (period.as_micros() as u64).max(if period.is_zero() { 0 } else { 1000 });
-        self.app_timer = (period_us > 0).then(|| AppTimer {
+        // Stopping drops the timerfd (closing it takes it out of the poll
+        // set); a new period reuses the one there is.
+        let alarm = self.app_timer.take().and_then(|t| t.alarm);
+        if period_us == 0 {
+            return;
+        }
+        let alarm = alarm.or_else(|| self.new_alarm());
+        let mut t = AppTimer {
             period_us,
-            next_us: self.clock.now() * 1000 + period_us,
+            next_us: self.clock.now_us() + period_us,
+            alarm,
+        };
+        t.arm(&self.clock);
+        self.app_timer = Some(t);
+    }
+
+    /// A timerfd registered for the app timer, or `None` (logged) if the
+    /// OS refuses one: the timer then runs on poll's ms timeout.
+    fn new_alarm(&mut self) -> Option<crate::sys::TimerFd> {
+        use std::os::fd::AsRawFd;
+        let made = crate::sys::TimerFd::new().and_then(|t| {
+            let fd = t.as_raw_fd();
+            let mut source = mio::unix::SourceFd(&fd);
+            self.registry
+                .register(&mut source, ALARM, Interest::READABLE)
+                .map(|()| t)
         });
+        made.map_err(|e| warn!("app timer: no timerfd ({e}): using poll's ms timeout"))
+            .ok()
     }
 
     /// "Now" on the loop's clock (ms since it started, read once a turn).

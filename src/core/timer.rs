@@ -2,7 +2,9 @@
 //!
 //! Time is read once per loop iteration (`Clock::tick`), as Redis caches
 //! its time: every deadline set during that iteration uses the same "now".
-//! Times are milliseconds since the reactor started, in a `u64`.
+//! Times are milliseconds since the reactor started, in a `u64`; the app's
+//! periodic timer alone counts microseconds, and has a timerfd of its own
+//! to wake the loop on time (`AppTimer`).
 //!
 //! Connection deadlines live in a binary heap with *lazy re-arming*: a
 //! connection keeps its current deadline in a field, and activity only
@@ -26,8 +28,10 @@ pub type Millis = u64;
 pub struct Clock {
     /// When the reactor started: time zero.
     start: Instant,
-    /// "Now" for this iteration, in ms since `start`.
+    /// "Now" for this iteration, in ms since `start`, plus one.
     now: Millis,
+    /// The same reading in µs since `start` (no plus one).
+    now_us: u64,
 }
 
 impl Clock {
@@ -36,14 +40,28 @@ impl Clock {
         Clock {
             start: Instant::now(),
             now: 0,
+            now_us: 0,
         }
     }
 
     /// Reads the OS clock; call once per iteration.
     pub fn tick(&mut self) -> Millis {
         // +1 keeps every deadline > 0, so 0 can mean "no deadline".
-        self.now = self.start.elapsed().as_millis() as Millis + 1;
+        self.now_us = self.start.elapsed().as_micros() as u64;
+        self.now = self.now_us / 1000 + 1;
         self.now
+    }
+
+    /// "Now" as of the last tick, in µs since the start.
+    pub fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    /// Nanoseconds from this very moment (the OS clock read afresh, not
+    /// the turn's reading) until `us` µs after the start; 0 if past.
+    pub fn ns_until(&self, us: u64) -> u64 {
+        let at = Duration::from_micros(us);
+        at.saturating_sub(self.start.elapsed()).as_nanos() as u64
     }
 
     /// "Now" as of the last tick.
@@ -144,31 +162,66 @@ impl Timers {
 
 /// The app's periodic timer: a fixed-rate schedule in microseconds (so a
 /// period that is not a whole number of ms, 33.3 ms at 30 Hz, does not
-/// drift), met at the loop's ms clock.
-#[derive(Clone, Copy, Debug)]
+/// drift), with a timerfd that wakes the loop when it is due.
+///
+/// Why the timerfd: poll's own timeout counts whole milliseconds, and mio
+/// rounds it up, so a loop that slept on it woke at the first whole ms
+/// of its clock after the due time, then up to a ms past that: each call
+/// up to 2 ms late, so a 30 Hz tick's intervals were off by over 1 ms in
+/// a third to half of the ticks. The timerfd sits in the poll set like a
+/// socket, is armed for the due time to the nanosecond, and wakes
+/// `epoll_wait` within microseconds of it. It is never read: the
+/// registration is edge-triggered, and each expiry after a re-arm is a
+/// new edge. Without it (it could not be made) the ms timeout does.
+#[derive(Debug)]
 pub(super) struct AppTimer {
     /// The period, in µs.
     pub(super) period_us: u64,
     /// When it is due next, in µs on the loop's clock.
     pub(super) next_us: u64,
+    /// Armed for `next_us`; registered under [`ALARM`].
+    pub(super) alarm: Option<crate::sys::TimerFd>,
 }
 
+/// The token of the app timer's timerfd. Slab keys count up from zero,
+/// so the top of the token space is free for the loop's own sources.
+pub(super) const ALARM: mio::Token = mio::Token(usize::MAX - 3);
+
 impl AppTimer {
-    /// The ms at which it is due (rounded up: never early).
-    pub(super) fn due_ms(&self) -> Millis {
-        self.next_us.div_ceil(1000)
+    /// The ms (on the loop's clock) at which poll must wake for it; `None`
+    /// while the timerfd will wake it.
+    pub(super) fn due_ms(&self) -> Option<Millis> {
+        // The clock's ms are elapsed ms + 1: the first reading at or past
+        // `next_us` is ceil(next_us / 1000) + 1 (never early).
+        self.alarm
+            .is_none()
+            .then(|| self.next_us.div_ceil(1000) + 1)
     }
 
-    /// Called at `now` (ms): if due, moves to the next period after `now`
-    /// and answers the periods skipped on the way (`Some(0)`: none).
-    pub(super) fn fire(&mut self, now: Millis) -> Option<u64> {
-        let now_us = now * 1000;
+    /// Called at `clock`'s reading: if due, moves to the next period after
+    /// it, arms the timerfd for that, and answers the periods skipped on
+    /// the way (`Some(0)`: none).
+    pub(super) fn fire(&mut self, clock: &Clock) -> Option<u64> {
+        let now_us = clock.now_us();
         if now_us < self.next_us {
             return None;
         }
         let behind = (now_us - self.next_us) / self.period_us;
         self.next_us += (behind + 1) * self.period_us;
+        self.arm(clock);
         Some(behind)
+    }
+
+    /// Arms the timerfd for `next_us`, measured from the OS clock now (the
+    /// turn's work so far does not make it late). If that fails, the timer
+    /// falls back to poll's ms timeout.
+    pub(super) fn arm(&mut self, clock: &Clock) {
+        if let Some(alarm) = &self.alarm
+            && let Err(e) = alarm.set(clock.ns_until(self.next_us))
+        {
+            log::warn!("app timer: cannot arm its timerfd ({e}): using poll's ms timeout");
+            self.alarm = None;
+        }
     }
 }
 
@@ -208,19 +261,41 @@ mod tests {
 
     #[test]
     fn the_app_timer_keeps_its_phase_and_counts_what_it_skips() {
-        // 30 Hz: 33,333 µs, due at 34, 67, 100 ms (never early).
+        // 30 Hz: 33,333 µs; without a timerfd poll wakes at the first ms
+        // reading at or past it (34 + 1: the clock's ms start at 1).
+        let at = |us| Clock {
+            start: Instant::now(),
+            now: us / 1000 + 1,
+            now_us: us,
+        };
         let mut t = AppTimer {
             period_us: 33_333,
             next_us: 33_333,
+            alarm: None,
         };
-        assert_eq!(t.due_ms(), 34);
-        assert_eq!(t.fire(33), None);
-        assert_eq!(t.fire(34), Some(0));
-        assert_eq!(t.due_ms(), 67);
+        assert_eq!(t.due_ms(), Some(35));
+        assert_eq!(t.fire(&at(33_332)), None);
+        assert_eq!(t.fire(&at(33_333)), Some(0));
+        assert_eq!(t.next_us, 66_666);
         // Late by 2.5 periods: two are skipped, the next stays on the grid.
-        assert_eq!(t.fire(67 + 83), Some(2));
+        assert_eq!(t.fire(&at(66_666 + 83_333)), Some(2));
         assert_eq!(t.next_us, 5 * 33_333);
-        assert_eq!(t.fire(167), Some(0));
+        assert_eq!(t.fire(&at(5 * 33_333)), Some(0));
+    }
+
+    #[test]
+    fn an_armed_app_timer_leaves_the_poll_timeout_alone() {
+        let mut t = AppTimer {
+            period_us: 1_000,
+            next_us: 1_000,
+            alarm: Some(crate::sys::TimerFd::new().unwrap()),
+        };
+        assert_eq!(t.due_ms(), None, "the timerfd wakes the loop");
+        let c = Clock::new();
+        t.arm(&c);
+        assert!(t.alarm.is_some(), "arming a fresh timerfd succeeds");
+        assert!(c.ns_until(1_000) <= 1_000_000);
+        assert_eq!(c.ns_until(0), 0, "a time past is due now");
     }
 
     #[test]
