@@ -73,7 +73,7 @@
 //! Scripts name keys they are not given, so the bus needs one Redis (or
 //! Sentinel), not Redis Cluster.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -368,6 +368,79 @@ impl Side {
     }
 }
 
+/// Members' presence changes of one turn, written as one command per key
+/// (`SADD`/`SREM` of every nick in a room's set, one `HINCRBY` per room)
+/// when the turn's output is taken, not two commands per member: when a
+/// load balancer or a network blip drops 16,000 members of one server at
+/// once, Redis gets a few commands, not 32,000 (which took it long
+/// enough, with 60 servers doing it together, to miss every bus's ping).
+/// Anything else that reads or writes these keys (`/who`, a room
+/// emptied, a greeting) writes the batch first or replaces it, so Redis
+/// sees the changes in the order they happened.
+#[derive(Debug, Default)]
+struct PresenceBatch {
+    /// A room's who-set key, then each nick's last change: present or not.
+    sets: BTreeMap<String, BTreeMap<Box<str>, bool>>,
+    /// A room, then the change to its count of members here.
+    counts: BTreeMap<Box<str>, i64>,
+    /// What those will take as commands, about (against the queue cap).
+    bytes: usize,
+}
+
+impl PresenceBatch {
+    /// Nothing waits.
+    fn is_empty(&self) -> bool {
+        self.sets.is_empty() && self.counts.is_empty()
+    }
+
+    /// Nick `nick` is (`present`) or is no longer in set `who`; `count`
+    /// (+1, -1 or 0) changes `room`'s count.
+    fn change(&mut self, who: String, nick: &str, present: bool, room: &str, count: i64) {
+        self.bytes += nick.len() + 16;
+        self.sets
+            .entry(who)
+            .or_default()
+            .insert(nick.into(), present);
+        if count != 0 {
+            *self.counts.entry(room.into()).or_default() += count;
+        }
+    }
+
+    /// Queues the batch on `side` as commands (counts into hash `counts`),
+    /// and empties it.
+    fn write(&mut self, side: &mut Side, counts: &str) {
+        for (who, nicks) in std::mem::take(&mut self.sets) {
+            for (verb, present) in [(&b"SADD"[..], true), (&b"SREM"[..], false)] {
+                let mut args: Vec<&[u8]> = vec![verb, who.as_bytes()];
+                args.extend(
+                    nicks
+                        .iter()
+                        .filter(|&(_, &p)| p == present)
+                        .map(|(n, _)| n.as_bytes()),
+                );
+                if args.len() > 2 {
+                    side.command(&args, Wait::Ignore);
+                }
+            }
+        }
+        for (room, delta) in std::mem::take(&mut self.counts) {
+            if delta != 0 {
+                let by = delta.to_string();
+                side.command(
+                    &[
+                        b"HINCRBY",
+                        counts.as_bytes(),
+                        room.as_bytes(),
+                        by.as_bytes(),
+                    ],
+                    Wait::Ignore,
+                );
+            }
+        }
+        self.bytes = 0;
+    }
+}
+
 /// A room with members on this loop, as the bus sees it.
 #[derive(Debug)]
 struct Room {
@@ -437,6 +510,8 @@ pub struct Bus {
     /// Presence was not written in full (an update did not fit the cap):
     /// write it afresh once the queue has room.
     dirty: bool,
+    /// Members' arrivals and departures this turn, not yet commands.
+    batch: PresenceBatch,
     /// The server is shutting down: no more connections or commands.
     closing: bool,
     /// Both connections have been ready at least once.
@@ -478,6 +553,7 @@ impl Bus {
             next_probe: 0,
             next_lease: 0,
             dirty: false,
+            batch: PresenceBatch::default(),
             closing: false,
             ever_up: false,
             told: false,
@@ -683,6 +759,9 @@ impl Bus {
     /// each room's count and presence set (its members follow, as the hub
     /// tells them with `present`).
     fn greet_cmd(&mut self, hello: bool) {
+        // The greeting writes the rooms' counts as they stand, and the
+        // roster every member anew: what the batch held is in them.
+        self.batch = PresenceBatch::default();
         if hello {
             self.hello(Role::Cmd);
             if self.config.db != 0 {
@@ -888,6 +967,9 @@ impl Bus {
     /// output) at `now`, if it is open; `unsent` is what that socket still
     /// holds. Call it once per loop turn, before the loop sleeps.
     pub fn take_output(&mut self, role: Role, now: u64, unsent: usize, send: impl FnOnce(&[u8])) {
+        if role == Role::Cmd && self.cmd_open() {
+            self.write_batch();
+        }
         let side = &mut self.sides[role.at()];
         side.unsent = unsent;
         if !side.stage.open() || side.out.is_empty() {
@@ -903,7 +985,7 @@ impl Bus {
     /// True if connection `role` has commands to hand over.
     pub fn has_output(&self, role: Role) -> bool {
         let side = &self.sides[role.at()];
-        side.stage.open() && !side.out.is_empty()
+        side.stage.open() && (!side.out.is_empty() || (role == Role::Cmd && !self.batch.is_empty()))
     }
 
     /// The server is shutting down: this origin's entries are wiped and
@@ -913,6 +995,8 @@ impl Bus {
             return;
         }
         self.closing = true;
+        // The wipe takes every entry away; nothing may follow it.
+        self.batch = PresenceBatch::default();
         let side = &mut self.sides[Role::Cmd.at()];
         if side.stage.open() {
             let origin = self.origin.to_string();
@@ -1225,12 +1309,36 @@ impl Bus {
         if !self.cmd_open() {
             return;
         }
+        self.write_batch();
         let side = &mut self.sides[Role::Cmd.at()];
         if side.held() + args.iter().map(|a| a.len() + 16).sum::<usize>() > self.config.queue_cap {
             self.dirty = true;
             return;
         }
         side.command(args, Wait::Ignore);
+    }
+
+    /// Batches a member's change (see [`PresenceBatch`]), unless it would
+    /// pass the queue cap: then presence is written afresh later.
+    fn batch_change(&mut self, room: &str, nick: &str, present: bool, count: i64) {
+        if !self.cmd_open() {
+            return;
+        }
+        let held = self.sides[Role::Cmd.at()].held() + self.batch.bytes;
+        if held + room.len() + nick.len() + 64 > self.config.queue_cap {
+            self.dirty = true;
+            return;
+        }
+        let who = format!("{}:who:{room}:{}", self.config.prefix, self.origin);
+        self.batch.change(who, nick, present, room, count);
+    }
+
+    /// Queues the presence batch as commands, if anything waits in it.
+    fn write_batch(&mut self) {
+        if !self.batch.is_empty() {
+            let counts = format!("{}:rooms:{}", self.config.prefix, self.origin);
+            self.batch.write(&mut self.sides[Role::Cmd.at()], &counts);
+        }
     }
 
     /// The first member of `room` on this loop arrived: subscribe.
@@ -1298,13 +1406,7 @@ impl Bus {
         if counted && let Some(r) = self.by_name.get(room).and_then(|&k| self.rooms.get_mut(k)) {
             r.members += 1;
         }
-        let origin = self.origin.to_string();
-        let who = format!("{}:who:{room}:{origin}", self.config.prefix);
-        self.presence(&[b"SADD", who.as_bytes(), nick.as_bytes()]);
-        if counted {
-            let counts = format!("{}:rooms:{origin}", self.config.prefix);
-            self.presence(&[b"HINCRBY", counts.as_bytes(), room.as_bytes(), b"1"]);
-        }
+        self.batch_change(room, nick, true, i64::from(counted));
     }
 
     /// Member `member` (`nick`) left `room` here.
@@ -1313,11 +1415,7 @@ impl Bus {
             return; // the room went with it (`unsubscribe` withdrew it all)
         };
         r.members = r.members.saturating_sub(1);
-        let origin = self.origin.to_string();
-        let who = format!("{}:who:{room}:{origin}", self.config.prefix);
-        let counts = format!("{}:rooms:{origin}", self.config.prefix);
-        self.presence(&[b"SREM", who.as_bytes(), nick.as_bytes()]);
-        self.presence(&[b"HINCRBY", counts.as_bytes(), room.as_bytes(), b"-1"]);
+        self.batch_change(room, nick, false, -1);
     }
 
     /// Member `member` disconnected: answers still coming for it are
@@ -1328,9 +1426,8 @@ impl Bus {
 
     /// A member of `room` here changed its nick from `old` to `new`.
     pub fn renamed(&mut self, room: &str, old: &str, new: &str) {
-        let who = format!("{}:who:{room}:{}", self.config.prefix, self.origin);
-        self.presence(&[b"SREM", who.as_bytes(), old.as_bytes()]);
-        self.presence(&[b"SADD", who.as_bytes(), new.as_bytes()]);
+        self.batch_change(room, old, false, 0);
+        self.batch_change(room, new, true, 0);
     }
 
     /// A member let custom nick `nick` go.
@@ -1376,6 +1473,8 @@ impl Bus {
         if self.closing || self.sides[Role::Cmd.at()].stage != Stage::Ready {
             return Asked::Unreachable;
         }
+        // A member that joined this turn and asks at once sees itself.
+        self.write_batch();
         let next = &mut self.next_epoch;
         let epoch = *self.epochs.entry(member).or_insert_with(|| {
             let e = *next;

@@ -534,14 +534,20 @@ fn presence_follows_members_and_is_written_afresh_after_a_greeting() {
     bus.subscribe("lobby");
     bus.present("lobby", "ann", true);
     bus.present("lobby", "guest1", true);
+    let cmd = sent(&mut bus, Role::Cmd, 1);
+    let who = "t:who:lobby:000000000000000a.0".to_string();
+    assert!(cmd.contains(&vec!["SADD".into(), "t:where:lobby".into(), ME.to_string()]));
+    assert!(cmd.contains(&vec![
+        "SADD".into(),
+        who.clone(),
+        "ann".into(),
+        "guest1".into()
+    ]));
     bus.renamed("lobby", "guest1", "bob");
     bus.absent("lobby", "ann");
     let cmd = sent(&mut bus, Role::Cmd, 2);
-    let who = "t:who:lobby:000000000000000a.0".to_string();
-    assert!(cmd.contains(&vec!["SADD".into(), "t:where:lobby".into(), ME.to_string()]));
-    assert!(cmd.contains(&vec!["SADD".into(), who.clone(), "ann".into()]));
-    assert!(cmd.contains(&vec!["SREM".into(), who.clone(), "guest1".into()]));
-    assert!(cmd.contains(&vec!["SREM".into(), who, "ann".into()]));
+    assert!(cmd.contains(&vec!["SADD".into(), who.clone(), "bob".into()]));
+    assert!(cmd.contains(&vec!["SREM".into(), who, "ann".into(), "guest1".into()]));
     assert_eq!(bus.rooms[bus.by_name["lobby"]].members, 1);
     // Reconnected: the wipe, then each room's count from what is here.
     bus.closed(Role::Cmd, 3);
@@ -556,4 +562,75 @@ fn presence_follows_members_and_is_written_afresh_after_a_greeting() {
         .position(|c| c[0] == "HSET" && c[2] == "lobby" && c[3] == "1")
         .expect("the count set afresh");
     assert!(wipe < count);
+}
+
+#[test]
+fn a_turn_of_arrivals_and_departures_is_one_command_per_key() {
+    let mut bus = up();
+    bus.subscribe("lobby");
+    sent(&mut bus, Role::Cmd, 1);
+    for i in 0..300 {
+        bus.present("lobby", &format!("m{i}"), true);
+    }
+    let cmd = sent(&mut bus, Role::Cmd, 2);
+    let who = "t:who:lobby:000000000000000a.0";
+    assert_eq!(
+        cmd.len(),
+        2,
+        "one SADD and one HINCRBY for 300 members: {cmd:?}"
+    );
+    assert_eq!(cmd[0][..2], ["SADD", who]);
+    assert_eq!(cmd[0].len(), 2 + 300);
+    assert_eq!(
+        cmd[1],
+        ["HINCRBY", "t:rooms:000000000000000a.0", "lobby", "300"]
+    );
+    // A member that leaves and comes back within the turn: the last word.
+    for i in 0..300 {
+        bus.absent("lobby", &format!("m{i}"));
+    }
+    bus.present("lobby", "m7", true);
+    let cmd = sent(&mut bus, Role::Cmd, 3);
+    assert_eq!(cmd.len(), 3, "{cmd:?}");
+    assert_eq!(cmd[0], ["SADD", who, "m7"]);
+    assert_eq!(cmd[1][..2], ["SREM", who]);
+    assert_eq!(cmd[1].len(), 2 + 299);
+    assert!(!cmd[1].contains(&"m7".to_string()));
+    assert_eq!(
+        cmd[2],
+        ["HINCRBY", "t:rooms:000000000000000a.0", "lobby", "-299"]
+    );
+    assert_eq!(bus.rooms[bus.by_name["lobby"]].members, 1);
+}
+
+#[test]
+fn what_reads_or_replaces_presence_comes_after_the_batch_or_drops_it() {
+    let mut bus = up();
+    bus.subscribe("lobby");
+    sent(&mut bus, Role::Cmd, 1);
+    // Joined and asked in one turn: the asker's SADD goes first.
+    bus.present("lobby", "ann", true);
+    assert!(matches!(bus.ask(7, Ask::Who("lobby")), Asked::Sent));
+    let cmd = sent(&mut bus, Role::Cmd, 2);
+    let add = cmd.iter().position(|c| c[0] == "SADD").expect("the join");
+    let who = cmd.iter().position(|c| c[0] == "EVAL").expect("the /who");
+    assert!(add < who, "{cmd:?}");
+    // The room emptied: the batch first, then its keys deleted.
+    bus.absent("lobby", "ann");
+    bus.unsubscribe("lobby");
+    let cmd = sent(&mut bus, Role::Cmd, 3);
+    let rem = cmd.iter().position(|c| c[0] == "SREM" && c[2] == "ann");
+    let del = cmd.iter().position(|c| c[0] == "DEL");
+    assert!(rem.is_some() && rem < del, "{cmd:?}");
+    // Shutting down: the wipe is the last word; the batch is dropped.
+    bus.subscribe("hall");
+    bus.present("hall", "bob", true);
+    bus.goodbye();
+    let cmd = sent(&mut bus, Role::Cmd, 4);
+    let wipe = cmd.iter().rposition(|c| c[0] == "EVAL").expect("the wipe");
+    assert_eq!(wipe, cmd.len() - 1, "nothing after the wipe: {cmd:?}");
+    assert!(
+        !cmd.iter().any(|c| c.contains(&"bob".to_string())),
+        "{cmd:?}"
+    );
 }
