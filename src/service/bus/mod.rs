@@ -136,6 +136,16 @@ const PING_MS: u64 = 3000;
 const PROBE_MS: u64 = 3000;
 /// ...and must come back within this long.
 const PROBE_BACK_MS: u64 = 6000;
+/// The checks [`Bus::tick`] makes, as bits of `Bus::overdue`: a
+/// connection's greeting (by role), the oldest command's reply, the
+/// ping's answer, the probe's return.
+const LATE_GREETING: [u8; 2] = [1, 2];
+/// See [`LATE_GREETING`].
+const LATE_REPLY: u8 = 4;
+/// See [`LATE_GREETING`].
+const LATE_PING: u8 = 8;
+/// See [`LATE_GREETING`].
+const LATE_PROBE: u8 = 16;
 /// Channels per `SUBSCRIBE` when subscribing to every room again.
 const SUBSCRIBE_BATCH: usize = 512;
 /// Most names a `/who` answer lists, and rooms a `/rooms` answer.
@@ -333,6 +343,8 @@ struct Side {
     waiting: VecDeque<Waiting>,
     /// Bytes its socket still held at the last look.
     unsent: usize,
+    /// When a whole reply or push last came on it (loop ms; 0: never).
+    heard_at: u64,
     /// Lines published while the connection was not ready (`Cmd` only):
     /// sent once it is, after its greeting.
     backlog: Vec<u8>,
@@ -350,6 +362,7 @@ impl Side {
             queued: VecDeque::new(),
             waiting: VecDeque::new(),
             unsent: 0,
+            heard_at: 0,
             backlog: Vec::new(),
             backlog_waits: VecDeque::new(),
         }
@@ -503,6 +516,11 @@ pub struct Bus {
     probes: (u64, u64),
     /// When the oldest probe not yet heard back was sent.
     probe_out: Option<u64>,
+    /// When a message on a channel last came on the subscriber (loop ms).
+    pushed_at: u64,
+    /// The checks found past their deadline at the last tick
+    /// (`LATE_*` bits): a second tick in a row gives the connection up.
+    overdue: u8,
     /// When the next probe is due.
     next_probe: u64,
     /// When the lease is refreshed next.
@@ -550,6 +568,8 @@ impl Bus {
             next_ping: 0,
             probes: (0, 0),
             probe_out: None,
+            pushed_at: 0,
+            overdue: 0,
             next_probe: 0,
             next_lease: 0,
             dirty: false,
@@ -605,28 +625,54 @@ impl Bus {
 
     /// Housekeeping at `now` (ms): connections to make, checks that
     /// failed, pings, probes, the lease. Call it a few times a second.
+    ///
+    /// A deadline gives a connection up only when two ticks in a row find
+    /// it passed. Between them the loop polls, and reads an answer that
+    /// came while it was busy: a loop descheduled or working through a
+    /// long turn on a crowded machine finds its clock seconds on, with
+    /// the answer waiting unread in the socket, and must not take that
+    /// for silence.
+    ///
+    /// And a deadline counts from the last sign of life, not from the
+    /// question alone: a ping's answer is due 3 s after the ping or after
+    /// the last thing the subscriber heard, whichever is later; a
+    /// command's reply 5 s after it was sent or after the last reply; the
+    /// probe 6 s after it or the last message on any channel. Redis
+    /// answers a subscriber's ping after every message queued for it, so
+    /// a subscriber that is behind (its loop busy delivering a burst, as
+    /// while a million members join their rooms, each join a notice to a
+    /// room spread over 4 servers) is late with the pong while its stream
+    /// is plainly alive; dropping it then lost what was in flight and made
+    /// every server subscribe and write its presence again, 159-207 times
+    /// over the 60 servers of a million-member run. A connection that
+    /// delivers nothing at all is still given up as before.
     pub fn tick(&mut self, now: u64) {
         if self.closing {
             return;
         }
         for role in ROLES {
             let side = &mut self.sides[role.at()];
-            match side.stage {
+            let late = match side.stage {
                 Stage::Down { retry_at } if now >= retry_at => {
                     side.stage = Stage::Connecting { since: now };
                     self.events.push(Event::Connect(role));
+                    false
                 }
-                Stage::Connecting { since } | Stage::Greeting { since }
-                    if now.saturating_sub(since) >= GREETING_MS =>
-                {
-                    self.fail(role, now, "no answer in time", true);
+                Stage::Connecting { since } | Stage::Greeting { since } => {
+                    now.saturating_sub(since) >= GREETING_MS
                 }
-                _ => {}
+                _ => false,
+            };
+            if self.late_twice(LATE_GREETING[role.at()], late) {
+                self.fail(role, now, "no answer in time", true);
             }
         }
-        if let Some(w) = self.sides[Role::Cmd.at()].waiting.front()
-            && now.saturating_sub(w.at) >= REPLY_MS
-        {
+        let cmd = &self.sides[Role::Cmd.at()];
+        let late = cmd
+            .waiting
+            .front()
+            .is_some_and(|w| now.saturating_sub(w.at.max(cmd.heard_at)) >= REPLY_MS);
+        if self.late_twice(LATE_REPLY, late) {
             self.fail(Role::Cmd, now, "a command went unanswered for 5 s", true);
         }
         if self.sides[Role::Sub.at()].stage == Stage::Ready {
@@ -637,24 +683,38 @@ impl Bus {
         }
     }
 
+    /// True if check `bit` is `late` now and was at the last tick too
+    /// (see [`Bus::tick`]); remembers it for the next.
+    fn late_twice(&mut self, bit: u8, late: bool) -> bool {
+        let was = self.overdue & bit != 0;
+        if late {
+            self.overdue |= bit;
+        } else {
+            self.overdue &= !bit;
+        }
+        late && was
+    }
+
     /// The subscriber's checks: its ping, and the probe.
     fn check_subscriber(&mut self, now: u64) {
-        match self.ping {
-            Some((sent, _)) if now.saturating_sub(sent) >= PING_MS => {
-                return self.fail(Role::Sub, now, "no answer to a ping in 3 s", true);
-            }
-            None if now >= self.next_ping => {
-                let side = &mut self.sides[Role::Sub.at()];
-                resp::command(&mut side.out, &[b"PING"]);
-                side.queued.push_back(Wait::Ping);
-                self.ping = Some((now, std::time::Instant::now()));
-                self.next_ping = now + PING_MS;
-            }
-            _ => {}
+        let heard = self.sides[Role::Sub.at()].heard_at;
+        let late =
+            matches!(self.ping, Some((sent, _)) if now.saturating_sub(sent.max(heard)) >= PING_MS);
+        if self.late_twice(LATE_PING, late) {
+            return self.fail(Role::Sub, now, "no answer to a ping in 3 s", true);
         }
-        if let Some(sent) = self.probe_out
-            && now.saturating_sub(sent) >= PROBE_BACK_MS
-        {
+        if self.ping.is_none() && now >= self.next_ping {
+            let side = &mut self.sides[Role::Sub.at()];
+            resp::command(&mut side.out, &[b"PING"]);
+            side.queued.push_back(Wait::Ping);
+            self.ping = Some((now, std::time::Instant::now()));
+            self.next_ping = now + PING_MS;
+        }
+        let pushed = self.pushed_at;
+        let late = self
+            .probe_out
+            .is_some_and(|sent| now.saturating_sub(sent.max(pushed)) >= PROBE_BACK_MS);
+        if self.late_twice(LATE_PROBE, late) {
             self.fail(
                 Role::Sub,
                 now,
@@ -826,6 +886,11 @@ impl Bus {
     /// the split told if it changed; `drop`: ask the loop to close it.
     fn fail(&mut self, role: Role, now: u64, why: &str, drop: bool) {
         let was = self.state();
+        // Its checks start afresh on the next connection.
+        self.overdue &= !match role {
+            Role::Sub => LATE_GREETING[0] | LATE_PING | LATE_PROBE,
+            Role::Cmd => LATE_GREETING[1] | LATE_REPLY,
+        };
         let side = &mut self.sides[role.at()];
         let first = RETRY_FIRST_MS << side.attempts.min(6);
         let delay = first.min(RETRY_MAX_MS);
@@ -1041,6 +1106,7 @@ impl Bus {
                 }
             };
             used += n;
+            self.sides[role.at()].heard_at = now;
             let ok = match role {
                 Role::Sub => self.on_sub(&value, now, deliver),
                 Role::Cmd => self.on_cmd(&value, now),
@@ -1064,6 +1130,7 @@ impl Bus {
         let kind = items.first().and_then(Value::bytes);
         match (kind, items.get(1).and_then(Value::bytes), items.get(2)) {
             (Some(b"message"), Some(channel), Some(payload)) => {
+                self.pushed_at = now;
                 let payload = payload.bytes().unwrap_or_default();
                 self.on_message(channel, payload, deliver);
                 Ok(())

@@ -267,9 +267,43 @@ fn a_ping_unanswered_for_3_s_drops_the_subscriber() {
     assert!(sent(&mut bus, Role::Sub, t + PING_MS).contains(&vec!["PING".to_string()]));
     bus.tick(t + 2 * PING_MS - 1);
     assert!(!bus.events().contains(&Event::Drop(Role::Sub)));
+    // Found late: one more look first (the answer may wait unread).
     bus.tick(t + 2 * PING_MS);
+    assert!(!bus.events().contains(&Event::Drop(Role::Sub)));
+    bus.tick(t + 2 * PING_MS + 100);
     assert!(bus.events().contains(&Event::Drop(Role::Sub)));
     assert_eq!(bus.state(), BusState::Down);
+}
+
+#[test]
+fn an_answer_read_late_on_a_busy_loop_keeps_the_connection() {
+    let mut bus = up(); // ready at 1 ms
+    let t = 1 + PING_MS;
+    bus.tick(t);
+    assert!(sent(&mut bus, Role::Sub, t).contains(&vec!["PING".to_string()]));
+    // The loop comes back 4 s later: its clock says the ping is late,
+    // but the answer is in the socket, read after this tick.
+    bus.tick(t + PING_MS + 1000);
+    assert!(!bus.events().contains(&Event::Drop(Role::Sub)));
+    let pong = Value::Array(Some(vec![
+        Value::Bulk(Some(b"pong")),
+        Value::Bulk(Some(b"")),
+    ]));
+    answer(&mut bus, Role::Sub, t + PING_MS + 1001, &[pong]);
+    bus.tick(t + PING_MS + 1100);
+    assert!(!bus.events().contains(&Event::Drop(Role::Sub)));
+    assert_eq!(bus.state(), BusState::Up);
+    // The same for a command's reply.
+    let mut bus = up();
+    bus.subscribe("lobby");
+    let cmd = sent(&mut bus, Role::Cmd, 100);
+    bus.tick(100 + REPLY_MS + 2000);
+    assert!(!bus.events().contains(&Event::Drop(Role::Cmd)));
+    let replies: Vec<Value<'_>> = cmd.iter().map(|_| Value::Int(1)).collect();
+    answer(&mut bus, Role::Cmd, 100 + REPLY_MS + 2001, &replies);
+    bus.tick(100 + REPLY_MS + 2100);
+    assert!(!bus.events().contains(&Event::Drop(Role::Cmd)));
+    assert_eq!(bus.state(), BusState::Up);
 }
 
 #[test]
@@ -370,6 +404,11 @@ fn a_command_unanswered_for_5_s_drops_the_command_connection() {
     bus.tick(100 + REPLY_MS - 1);
     assert!(!bus.events().contains(&Event::Drop(Role::Cmd)));
     bus.tick(100 + REPLY_MS);
+    assert!(
+        !bus.events().contains(&Event::Drop(Role::Cmd)),
+        "one more look"
+    );
+    bus.tick(100 + REPLY_MS + 100);
     assert!(bus.events().contains(&Event::Drop(Role::Cmd)));
     assert_eq!(bus.state(), BusState::Down);
 }
@@ -632,5 +671,49 @@ fn what_reads_or_replaces_presence_comes_after_the_batch_or_drops_it() {
     assert!(
         !cmd.iter().any(|c| c.contains(&"bob".to_string())),
         "{cmd:?}"
+    );
+}
+
+#[test]
+fn a_subscriber_behind_but_hearing_is_alive_and_one_hearing_nothing_is_not() {
+    let mut bus = up(); // ready at 1 ms
+    bus.subscribe("lobby");
+    let ch = b"t:room:lobby";
+    answer(&mut bus, Role::Sub, 2, &[subscribed(ch)]);
+    let t = 1 + PING_MS;
+    bus.tick(t);
+    assert!(sent(&mut bus, Role::Sub, t).contains(&vec!["PING".to_string()]));
+    // Redis answers the ping after the burst queued before it: for 10 s
+    // the subscriber hears only lines, a few every 100 ms.
+    let mut seq = 0;
+    let mut now = t;
+    while now < t + 10_000 {
+        now += 100;
+        seq += 1;
+        let m = envelope(OTHER, 7, seq, "[lobby] bob: hi\n");
+        answer(&mut bus, Role::Sub, now, &[push(&[b"message", ch, &m])]);
+        bus.tick(now);
+        assert!(
+            !bus.events().contains(&Event::Drop(Role::Sub)),
+            "dropped at {now} ms"
+        );
+    }
+    assert_eq!(bus.state(), BusState::Up);
+    // Then nothing at all: the ping's 3 s run from the last line heard.
+    let last = now;
+    while !bus.events().contains(&Event::Drop(Role::Sub)) {
+        now += 100;
+        bus.tick(now);
+        assert!(now < last + 10_000, "never dropped");
+    }
+    assert!(
+        now >= last + PING_MS,
+        "dropped {} ms after the last line",
+        now - last
+    );
+    assert!(
+        now <= last + PING_MS + 200,
+        "dropped {} ms after the last line",
+        now - last
     );
 }
