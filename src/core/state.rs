@@ -386,6 +386,17 @@ impl<A: Kinds> Core<A> {
         }
     }
 
+    /// Reads connection `key` next turn though no event said it is
+    /// readable (a read that finds nothing costs one `WouldBlock`): for
+    /// an answer that may wait unseen behind other sockets' readiness, on
+    /// a turn that `epoll_wait` filled with others (its batch holds 1,024).
+    pub fn look(&mut self, key: usize) {
+        if let Some(Slot::Conn(c)) = self.slab.get_mut(key) {
+            c.link.readable = true;
+            self.defer(key);
+        }
+    }
+
     /// Puts connection `key`, in hand for its turn, on the deferred list (once).
     pub(super) fn defer_link(&mut self, key: usize, link: &mut Link) {
         if !link.deferred {

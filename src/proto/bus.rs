@@ -183,6 +183,11 @@ fn on_event(app: &mut Protocols, core: &mut Core<Protocols>, event: Event) {
                 core.order(key, Order::Abort);
             }
         }
+        Event::Look(role) => {
+            if let Some(key) = app.bus_keys[role.at()] {
+                core.look(key);
+            }
+        }
         Event::Roster => {
             let Protocols { chat, bus, .. } = app;
             if let Some(bus) = bus.as_deref_mut() {

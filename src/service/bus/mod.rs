@@ -211,6 +211,10 @@ pub enum Event {
     Connect(Role),
     /// Give connection `Role` up now (it failed a check).
     Drop(Role),
+    /// A check of connection `Role` found its deadline passed: read the
+    /// connection before the next tick, whether or not the loop has seen
+    /// it readable (the next tick gives it up if nothing came).
+    Look(Role),
     /// Connection `Cmd` is open: tell the bus who is here (`Bus::present`
     /// for every member, `Bus::reclaim` for every custom nick).
     Roster,
@@ -627,11 +631,12 @@ impl Bus {
     /// failed, pings, probes, the lease. Call it a few times a second.
     ///
     /// A deadline gives a connection up only when two ticks in a row find
-    /// it passed. Between them the loop polls, and reads an answer that
-    /// came while it was busy: a loop descheduled or working through a
-    /// long turn on a crowded machine finds its clock seconds on, with
-    /// the answer waiting unread in the socket, and must not take that
-    /// for silence.
+    /// it passed. Between them the loop reads the connection
+    /// ([`Event::Look`]), whether or not `epoll_wait` has said so: a loop
+    /// working through long turns on a crowded machine finds its clock
+    /// seconds on, with the answer waiting unread in the socket (its
+    /// readiness queued behind a thousand members'), and must not take
+    /// that for silence.
     ///
     /// And a deadline counts from the last sign of life, not from the
     /// question alone: a ping's answer is due 3 s after the ping or after
@@ -691,6 +696,14 @@ impl Bus {
             self.overdue |= bit;
         } else {
             self.overdue &= !bit;
+        }
+        if late && !was {
+            let role = if bit & (LATE_GREETING[1] | LATE_REPLY) != 0 {
+                Role::Cmd
+            } else {
+                Role::Sub
+            };
+            self.events.push(Event::Look(role));
         }
         late && was
     }
