@@ -383,6 +383,7 @@ fn the_example_config_file_parses() {
         .collect();
     let args = reactor::conffile::serve_args(&argv, &file).unwrap();
     let config = args.to_config();
+    // Parsed only: the example's production ports; nothing binds them.
     assert_eq!(config.http, Some("0.0.0.0:80".parse().unwrap()));
     assert_eq!(config.https, Some("0.0.0.0:443".parse().unwrap()));
     assert_eq!(

@@ -146,6 +146,13 @@ const LATE_REPLY: u8 = 4;
 const LATE_PING: u8 = 8;
 /// See [`LATE_GREETING`].
 const LATE_PROBE: u8 = 16;
+/// The `LATE_*` checks of connection `role`.
+const fn checks_of(role: Role) -> u8 {
+    match role {
+        Role::Sub => LATE_GREETING[0] | LATE_PING | LATE_PROBE,
+        Role::Cmd => LATE_GREETING[1] | LATE_REPLY,
+    }
+}
 /// Channels per `SUBSCRIBE` when subscribing to every room again.
 const SUBSCRIBE_BATCH: usize = 512;
 /// Most names a `/who` answer lists, and rooms a `/rooms` answer.
@@ -388,16 +395,14 @@ impl Side {
 /// Members' presence changes of one turn, written as one command per key
 /// (`SADD`/`SREM` of every nick in a room's set, one `HINCRBY` per room)
 /// when the turn's output is taken, not two commands per member: when a
-/// load balancer or a network blip drops 16,000 members of one server at
-/// once, Redis gets a few commands, not 32,000 (which took it long
-/// enough, with 60 servers doing it together, to miss every bus's ping).
-/// Anything else that reads or writes these keys (`/who`, a room
+/// load balancer or a network blip drops 16,000 members of one server in
+/// one turn, Redis gets a few commands, not 32,000. Anything else that reads or writes these keys (`/who`, a room
 /// emptied, a greeting) writes the batch first or replaces it, so Redis
 /// sees the changes in the order they happened.
 #[derive(Debug, Default)]
 struct PresenceBatch {
-    /// A room's who-set key, then each nick's last change: present or not.
-    sets: BTreeMap<String, BTreeMap<Box<str>, bool>>,
+    /// A room, then each nick's last change in its who-set: present or not.
+    sets: BTreeMap<Box<str>, BTreeMap<Box<str>, bool>>,
     /// A room, then the change to its count of members here.
     counts: BTreeMap<Box<str>, i64>,
     /// What those will take as commands, about (against the queue cap).
@@ -410,23 +415,26 @@ impl PresenceBatch {
         self.sets.is_empty() && self.counts.is_empty()
     }
 
-    /// Nick `nick` is (`present`) or is no longer in set `who`; `count`
-    /// (+1, -1 or 0) changes `room`'s count.
-    fn change(&mut self, who: String, nick: &str, present: bool, room: &str, count: i64) {
+    /// Nick `nick` is (`present`) or is no longer in `room`'s who-set;
+    /// `count` (+1, -1 or 0) changes `room`'s count.
+    fn change(&mut self, room: &str, nick: &str, present: bool, count: i64) {
         self.bytes += nick.len() + 16;
-        self.sets
-            .entry(who)
-            .or_default()
-            .insert(nick.into(), present);
+        if let Some(nicks) = self.sets.get_mut(room) {
+            nicks.insert(nick.into(), present);
+        } else {
+            self.sets
+                .insert(room.into(), BTreeMap::from([(nick.into(), present)]));
+        }
         if count != 0 {
             *self.counts.entry(room.into()).or_default() += count;
         }
     }
 
-    /// Queues the batch on `side` as commands (counts into hash `counts`),
-    /// and empties it.
-    fn write(&mut self, side: &mut Side, counts: &str) {
-        for (who, nicks) in std::mem::take(&mut self.sets) {
+    /// Queues the batch on `side` as commands, for the keys of `origin`
+    /// under `prefix`, and empties it.
+    fn write(&mut self, side: &mut Side, prefix: &str, origin: Origin) {
+        for (room, nicks) in std::mem::take(&mut self.sets) {
+            let who = format!("{prefix}:who:{room}:{origin}");
             for (verb, present) in [(&b"SADD"[..], true), (&b"SREM"[..], false)] {
                 let mut args: Vec<&[u8]> = vec![verb, who.as_bytes()];
                 args.extend(
@@ -440,6 +448,7 @@ impl PresenceBatch {
                 }
             }
         }
+        let counts = format!("{prefix}:rooms:{origin}");
         for (room, delta) in std::mem::take(&mut self.counts) {
             if delta != 0 {
                 let by = delta.to_string();
@@ -698,7 +707,7 @@ impl Bus {
             self.overdue &= !bit;
         }
         if late && !was {
-            let role = if bit & (LATE_GREETING[1] | LATE_REPLY) != 0 {
+            let role = if bit & checks_of(Role::Cmd) != 0 {
                 Role::Cmd
             } else {
                 Role::Sub
@@ -900,10 +909,7 @@ impl Bus {
     fn fail(&mut self, role: Role, now: u64, why: &str, drop: bool) {
         let was = self.state();
         // Its checks start afresh on the next connection.
-        self.overdue &= !match role {
-            Role::Sub => LATE_GREETING[0] | LATE_PING | LATE_PROBE,
-            Role::Cmd => LATE_GREETING[1] | LATE_REPLY,
-        };
+        self.overdue &= !checks_of(role);
         let side = &mut self.sides[role.at()];
         let first = RETRY_FIRST_MS << side.attempts.min(6);
         let delay = first.min(RETRY_MAX_MS);
@@ -1409,15 +1415,14 @@ impl Bus {
             self.dirty = true;
             return;
         }
-        let who = format!("{}:who:{room}:{}", self.config.prefix, self.origin);
-        self.batch.change(who, nick, present, room, count);
+        self.batch.change(room, nick, present, count);
     }
 
     /// Queues the presence batch as commands, if anything waits in it.
     fn write_batch(&mut self) {
         if !self.batch.is_empty() {
-            let counts = format!("{}:rooms:{}", self.config.prefix, self.origin);
-            self.batch.write(&mut self.sides[Role::Cmd.at()], &counts);
+            let side = &mut self.sides[Role::Cmd.at()];
+            self.batch.write(side, &self.config.prefix, self.origin);
         }
     }
 
